@@ -1,0 +1,435 @@
+// SPDX-License-Identifier: MIT
+/*
+ * bio.c - the bridge BIO: a TCP socket BIO that speaks libssl's kTLS
+ * contract (BIO ctrls 72/73/74/75/76/90) and decides, per direction,
+ * whether the kernel gets the keys.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <openssl/bio.h>
+#include <openssl/crypto.h>
+
+#include "internal.h"
+
+#ifndef BIO_CTRL_SET_KTLS
+#define BIO_CTRL_SET_KTLS 72
+#endif
+#ifndef BIO_CTRL_SET_KTLS_TX_SEND_CTRL_MSG
+#define BIO_CTRL_SET_KTLS_TX_SEND_CTRL_MSG 74
+#endif
+#ifndef BIO_CTRL_CLEAR_KTLS_TX_CTRL_MSG
+#define BIO_CTRL_CLEAR_KTLS_TX_CTRL_MSG 75
+#endif
+#ifndef BIO_CTRL_SET_KTLS_TX_ZEROCOPY_SENDFILE
+#define BIO_CTRL_SET_KTLS_TX_ZEROCOPY_SENDFILE 90
+#endif
+
+static bool offloaded(const struct ktls_dir *d)
+{
+	return d->st.mode != KTLS_MODE_USERSPACE;
+}
+
+static void refuse(struct ktls_dir *d, enum ktls_reason r, int err, const char *what)
+{
+	d->st.mode = KTLS_MODE_USERSPACE;
+	d->st.reason = r;
+	d->st.err = err;
+	if (err)
+		snprintf(d->st.detail, sizeof(d->st.detail), "%s: %s", what, ktls_errno_name(err));
+	else
+		snprintf(d->st.detail, sizeof(d->st.detail), "%s", what);
+}
+
+/* Policy and probe, before any side effect. 0 = go ahead. */
+static enum ktls_reason decide(const struct ktls_conn *c, const struct ktls_keyblock *kb,
+			       bool tx, int *err)
+{
+	const struct ktls_caps *caps = ktls_probe();
+	const struct ktls_policy *p = &c->policy;
+	size_t ci = ktls_cipher_index(kb->cipher);
+
+	*err = 0;
+	if (!p->offload)
+		return KTLS_R_POLICY_OFF;
+	if (tx ? !p->tx : !p->rx)
+		return KTLS_R_POLICY_DIRECTION;
+	if (!(p->ciphers & (1u << ci)))
+		return KTLS_R_POLICY_CIPHER;
+	if (kb->version == KTLS_TLS13) {
+		if (p->tls13 == KTLS_TLS13_NEVER)
+			return KTLS_R_TLS13_NEVER;
+		if (p->tls13 == KTLS_TLS13_AUTO && !caps->rekey) {
+			*err = caps->rekey_err;
+			return KTLS_R_TLS13_NO_REKEY;
+		}
+	}
+	if (!caps->ulp) {
+		*err = caps->ulp_err;
+		return KTLS_R_ULP_UNAVAILABLE;
+	}
+	if (!ktls_caps_supports(caps, kb->cipher, kb->version, tx)) {
+		*err = tx ? caps->tx_err[ci][kb->version == KTLS_TLS13]
+			  : caps->rx_err[ci][kb->version == KTLS_TLS13];
+		return KTLS_R_CIPHER_UNSUPPORTED;
+	}
+	return KTLS_R_NONE;
+}
+
+/* ctrl 72: libssl offers one direction's keys. 1 = kernel has them. */
+static long set_ktls(struct ktls_conn *c, const void *info, bool tx)
+{
+	struct ktls_dir *d = tx ? &c->tx : &c->rx;
+	const char *what = tx ? "TLS_TX" : "TLS_RX";
+	struct ktls_keyblock kb;
+	enum ktls_reason r;
+	int err, ret;
+
+	if (offloaded(d))	/* 3.2+ re-offers on KeyUpdate: the chain decides */
+		return 0;
+	ret = ktls_keyblock_from_info(&kb, info, KTLS_MAX_INFO);
+	if (ret) {
+		refuse(d, KTLS_R_BAD_KEYS, -ret, what);
+		return 0;
+	}
+	d->st.version = kb.version;
+	d->st.cipher = kb.cipher;
+	r = decide(c, &kb, tx, &err);
+	if (r != KTLS_R_NONE) {
+		refuse(d, r, err, r == KTLS_R_ULP_UNAVAILABLE ? "TCP_ULP" : what);
+		ktls_trace("fd %d %s stays in userspace: %s (%s)", c->fd, what,
+			   ktls_reason_str(r), ktls_errno_name(err));
+		goto out;
+	}
+	ret = ktls_install(c->fd, &c->ulp, &kb, tx);
+	if (ret) {
+		refuse(d, c->ulp ? KTLS_R_KERNEL_REFUSED : KTLS_R_ULP_UNAVAILABLE, -ret,
+		       c->ulp ? what : "TCP_ULP");
+		ktls_trace("fd %d %s refused by the kernel: %s", c->fd, what,
+			   ktls_errno_name(-ret));
+		goto out;
+	}
+	/* Installed: from here on nothing may fail the hand-off. */
+	d->st.mode = KTLS_MODE_KERNEL_SW;
+	d->st.reason = KTLS_R_NONE;
+	d->st.err = 0;
+	snprintf(d->st.detail, sizeof(d->st.detail), "%s installed", what);
+	d->rec_left = d->hdr_have = 0;
+	ktls_trace("fd %d %s offloaded: %s TLS %s", c->fd, what, kb.cipher->name,
+		   kb.version == KTLS_TLS13 ? "1.3" : "1.2");
+out:
+	ktls_keyblock_wipe(&kb);
+	return offloaded(d);
+}
+
+/* Count records and bytes of a userspace direction from the wire. */
+static void account_wire(struct ktls_dir *d, const uint8_t *p, size_t n)
+{
+	d->st.bytes += n;
+	while (n) {
+		if (d->rec_left) {
+			size_t take = n < d->rec_left ? n : d->rec_left;
+
+			d->rec_left -= take;
+			p += take;
+			n -= take;
+			continue;
+		}
+		d->hdr[d->hdr_have++] = *p++;
+		n--;
+		if (d->hdr_have == KTLS_REC_HDR) {
+			d->rec_left = ((size_t)d->hdr[3] << 8) | d->hdr[4];
+			d->hdr_have = 0;
+			d->st.records++;
+		}
+	}
+}
+
+static ssize_t send_ctrl(struct ktls_conn *c, int type, const void *buf, size_t len)
+{
+	char cbuf[CMSG_SPACE(sizeof(unsigned char))];
+	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+	struct msghdr msg = {
+		.msg_iov = &iov, .msg_iovlen = 1,
+		.msg_control = cbuf, .msg_controllen = sizeof(cbuf),
+	};
+	struct cmsghdr *cm;
+
+	memset(cbuf, 0, sizeof(cbuf));
+	cm = CMSG_FIRSTHDR(&msg);
+	cm->cmsg_level = SOL_TLS;
+	cm->cmsg_type = TLS_SET_RECORD_TYPE;
+	cm->cmsg_len = CMSG_LEN(sizeof(unsigned char));
+	*CMSG_DATA(cm) = (unsigned char)type;
+	return ktls_sys->sendmsg(c->fd, &msg, MSG_NOSIGNAL);
+}
+
+static int retryable(int e)
+{
+	return e == EAGAIN || e == EWOULDBLOCK || e == EINTR || e == EINPROGRESS;
+}
+
+static int bridge_write(BIO *b, const char *in, int inl)
+{
+	struct ktls_conn *c = BIO_get_data(b);
+	ssize_t n;
+
+	BIO_clear_retry_flags(b);
+	if (c->dead) {
+		errno = c->tx.st.err ? c->tx.st.err : EPIPE;
+		return -1;
+	}
+	if (!offloaded(&c->tx)) {
+		n = send(c->fd, in, (size_t)inl, MSG_NOSIGNAL);
+		if (n > 0)
+			account_wire(&c->tx, (const uint8_t *)in, (size_t)n);
+	} else if (c->ctrl_type) {
+		int nku = 0;
+
+		if (c->ctrl_type == KTLS_CT_HANDSHAKE && c->tx.st.version == KTLS_TLS13) {
+			nku = ktls_hs_count_keyupdates((const uint8_t *)in, (size_t)inl, NULL);
+			if (nku < 0)
+				nku = 0;
+		}
+		if (nku && !ktls_probe()->rekey) {
+			/* The kernel would keep the old key after we announce a new
+			 * one: end the connection with an alert under the old key. */
+			static const uint8_t alert[2] = { 2, 80 };	/* fatal, internal_error */
+
+			send_ctrl(c, KTLS_CT_ALERT, alert, sizeof(alert));
+			refuse(&c->tx, KTLS_R_REKEY_FAILED, ktls_probe()->rekey_err, "TLS_TX re-key");
+			c->tx.st.mode = KTLS_MODE_KERNEL_SW;
+			c->dead = true;
+			errno = c->tx.st.err ? c->tx.st.err : EOPNOTSUPP;
+			return -1;
+		}
+		n = send_ctrl(c, c->ctrl_type, in, (size_t)inl);
+		if (n >= 0) {
+			n = inl;
+			c->ctrl_type = 0;
+			c->tx.st.records++;
+			c->tx.st.bytes += (uint64_t)inl;
+			if (nku) {
+				c->tx.st.keyupdates += (uint64_t)nku;
+				if (ktls_conn_rekey_tx(c, nku)) {
+					errno = c->tx.st.err;
+					return -1;
+				}
+			}
+		}
+	} else {
+		n = send(c->fd, in, (size_t)inl, MSG_NOSIGNAL);
+		if (n > 0) {
+			c->tx.st.records += ((uint64_t)n + KTLS_REC_MAX - 1) / KTLS_REC_MAX;
+			c->tx.st.bytes += (uint64_t)n;
+		}
+	}
+	if (n < 0 && retryable(errno))
+		BIO_set_retry_write(b);
+	return (int)n;
+}
+
+/* One kernel record into out: rebuilt header + plaintext. */
+static ssize_t recv_record(struct ktls_conn *c, uint8_t *out, size_t cap)
+{
+	char cbuf[CMSG_SPACE(sizeof(unsigned char))];
+	struct iovec iov = { .iov_base = out + KTLS_REC_HDR,
+			     .iov_len = cap - KTLS_REC_HDR };
+	struct msghdr msg = {
+		.msg_iov = &iov, .msg_iovlen = 1,
+		.msg_control = cbuf, .msg_controllen = sizeof(cbuf),
+	};
+	struct cmsghdr *cm;
+	unsigned char type = KTLS_CT_APPDATA;
+	ssize_t n;
+
+	if (iov.iov_len > KTLS_REC_MAX)
+		iov.iov_len = KTLS_REC_MAX;
+	n = ktls_sys->recvmsg(c->fd, &msg, 0);
+	if (n <= 0)
+		return n;
+	for (cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm))
+		if (cm->cmsg_level == SOL_TLS && cm->cmsg_type == TLS_GET_RECORD_TYPE)
+			type = *CMSG_DATA(cm);
+	out[0] = type;
+	out[1] = 3;
+	out[2] = 3;
+	out[3] = (uint8_t)(n >> 8);
+	out[4] = (uint8_t)n;
+	c->rx.st.records++;
+	c->rx.st.bytes += (uint64_t)n;
+	return n + KTLS_REC_HDR;
+}
+
+static int bridge_read(BIO *b, char *out, int outl)
+{
+	struct ktls_conn *c = BIO_get_data(b);
+	ssize_t n;
+
+	BIO_clear_retry_flags(b);
+	if (!out || outl <= 0)
+		return 0;
+	if (!offloaded(&c->rx)) {
+		n = read(c->fd, out, (size_t)outl);
+		if (n > 0)
+			account_wire(&c->rx, (const uint8_t *)out, (size_t)n);
+	} else if (c->rlen > c->roff) {
+		n = (ssize_t)(c->rlen - c->roff);
+		if (n > outl)
+			n = outl;
+		memcpy(out, c->rbuf + c->roff, (size_t)n);
+		c->roff += (size_t)n;
+	} else if ((size_t)outl >= KTLS_REC_HDR + KTLS_REC_MAX) {
+		n = recv_record(c, (uint8_t *)out, (size_t)outl);
+	} else {
+		/* libssl asked for less than a record: keep the rest for later. */
+		if (!c->rbuf && !(c->rbuf = malloc(KTLS_REC_HDR + KTLS_REC_MAX))) {
+			errno = ENOMEM;
+			return -1;
+		}
+		n = recv_record(c, c->rbuf, KTLS_REC_HDR + KTLS_REC_MAX);
+		if (n > 0) {
+			c->rlen = (size_t)n;
+			c->roff = 0;
+			n = n > outl ? outl : n;
+			memcpy(out, c->rbuf, (size_t)n);
+			c->roff = (size_t)n;
+		}
+	}
+	if (n == 0)
+		c->eof = true;
+	else if (n < 0 && retryable(errno))
+		BIO_set_retry_read(b);
+	return (int)n;
+}
+
+static int bridge_puts(BIO *b, const char *s)
+{
+	return bridge_write(b, s, (int)strlen(s));
+}
+
+static long bridge_ctrl(BIO *b, int cmd, long larg, void *ptr)
+{
+	struct ktls_conn *c = BIO_get_data(b);
+
+	switch (cmd) {
+	case BIO_C_GET_FD:
+		if (ptr)
+			*(int *)ptr = c->fd;
+		return c->fd;
+	case BIO_CTRL_GET_CLOSE:
+		return c->close_flag;
+	case BIO_CTRL_SET_CLOSE:
+		c->close_flag = (int)larg;
+		return 1;
+	case BIO_CTRL_FLUSH:
+	case BIO_CTRL_DUP:
+		return 1;
+	case BIO_CTRL_EOF:
+		return c->eof;
+	case BIO_CTRL_PENDING:
+		return (long)(c->rlen - c->roff);
+	case BIO_CTRL_WPENDING:
+		return 0;
+	case BIO_CTRL_SET_KTLS:
+		if (!ptr)
+			return 0;
+		return set_ktls(c, ptr, larg != 0);
+	case BIO_CTRL_GET_KTLS_SEND:
+		return offloaded(&c->tx);
+	case BIO_CTRL_GET_KTLS_RECV:
+		return offloaded(&c->rx);
+	case BIO_CTRL_SET_KTLS_TX_SEND_CTRL_MSG:
+		c->ctrl_type = (int)larg;
+		return 1;
+	case BIO_CTRL_CLEAR_KTLS_TX_CTRL_MSG:
+		c->ctrl_type = 0;
+		return 1;
+	case BIO_CTRL_SET_KTLS_TX_ZEROCOPY_SENDFILE:
+		if (!offloaded(&c->tx) || !c->policy.zerocopy_sendfile)
+			return 0;
+		{
+			int one = 1;
+
+			return ktls_sys->setsockopt(c->fd, SOL_TLS, TLS_TX_ZEROCOPY_RO,
+						    &one, sizeof(one)) == 0;
+		}
+	default:
+		return 0;
+	}
+}
+
+static int bridge_create(BIO *b)
+{
+	BIO_set_data(b, NULL);
+	BIO_set_init(b, 0);
+	return 1;
+}
+
+static int bridge_destroy(BIO *b)
+{
+	struct ktls_conn *c = BIO_get_data(b);
+
+	if (!c)
+		return 1;
+	if (c->close_flag && c->fd >= 0)
+		close(c->fd);
+	ktls_secret_wipe(&c->tx.secret);
+	ktls_secret_wipe(&c->rx.secret);
+	if (c->rbuf) {
+		OPENSSL_cleanse(c->rbuf, KTLS_REC_HDR + KTLS_REC_MAX);
+		free(c->rbuf);
+	}
+	OPENSSL_cleanse(c, sizeof(*c));
+	free(c);
+	BIO_set_data(b, NULL);
+	BIO_set_init(b, 0);
+	return 1;
+}
+
+static BIO_METHOD *bridge_method;
+static int bridge_type;
+static CRYPTO_ONCE bridge_once = CRYPTO_ONCE_STATIC_INIT;
+
+static void bridge_method_init(void)
+{
+	int type = BIO_get_new_index();
+	BIO_METHOD *m;
+
+	if (type < 0)
+		return;
+	type |= BIO_TYPE_SOURCE_SINK | BIO_TYPE_DESCRIPTOR;
+	m = BIO_meth_new(type, "ktls bridge");
+	if (!m)
+		return;
+	if (!BIO_meth_set_write(m, bridge_write) || !BIO_meth_set_read(m, bridge_read) ||
+	    !BIO_meth_set_puts(m, bridge_puts) || !BIO_meth_set_ctrl(m, bridge_ctrl) ||
+	    !BIO_meth_set_create(m, bridge_create) || !BIO_meth_set_destroy(m, bridge_destroy)) {
+		BIO_meth_free(m);
+		return;
+	}
+	bridge_type = type;
+	bridge_method = m;
+}
+
+const BIO_METHOD *ktls_bio_method(void)
+{
+	if (!CRYPTO_THREAD_run_once(&bridge_once, bridge_method_init))
+		return NULL;
+	return bridge_method;
+}
+
+struct ktls_conn *ktls_conn_from_bio(BIO *b)
+{
+	const BIO_METHOD *m = ktls_bio_method();
+
+	for (; b; b = BIO_next(b))
+		if (m && BIO_method_type(b) == bridge_type)
+			return BIO_get_data(b);
+	return NULL;
+}

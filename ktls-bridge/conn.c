@@ -1,0 +1,328 @@
+// SPDX-License-Identifier: MIT
+/*
+ * conn.c - the public connection API: SSL_CTX setup (key-log chaining),
+ * attaching a bridge to an SSL, status, and the TLS 1.3 TX re-key.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include "internal.h"
+
+/* ------------------------------------------------------------------ */
+/* SSL_CTX: key-log chaining                                           */
+/* ------------------------------------------------------------------ */
+
+static int app_keylog_idx = -1;
+static CRYPTO_ONCE keylog_once = CRYPTO_ONCE_STATIC_INIT;
+
+static void keylog_idx_init(void)
+{
+	app_keylog_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+}
+
+static int hexval(int ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	if (ch >= 'A' && ch <= 'F')
+		return ch - 'A' + 10;
+	return -1;
+}
+
+static const char *suite_digest(const SSL *ssl)
+{
+	const SSL_CIPHER *ciph = SSL_get_current_cipher(ssl);
+	const EVP_MD *md;
+
+	if (!ciph)
+		ciph = SSL_get_pending_cipher(ssl);
+	md = ciph ? SSL_CIPHER_get_handshake_digest(ciph) : NULL;
+	return md ? EVP_MD_get0_name(md) : NULL;
+}
+
+/* "LABEL <client_random> <secret>": keep TLS 1.3 application secrets. */
+static void keylog_take(const SSL *ssl, struct ktls_conn *c, const char *line)
+{
+	static const char cts[] = "CLIENT_TRAFFIC_SECRET_0 ";
+	static const char sts[] = "SERVER_TRAFFIC_SECRET_0 ";
+	uint8_t secret[KTLS_MAX_SECRET];
+	bool client_label, ours_tx;
+	const char *p, *digest;
+	size_t n = 0;
+
+	if (!strncmp(line, cts, sizeof(cts) - 1))
+		client_label = true;
+	else if (!strncmp(line, sts, sizeof(sts) - 1))
+		client_label = false;
+	else
+		return;
+	p = strchr(line + sizeof(cts) - 1, ' ');
+	if (!p)
+		return;
+	for (p++; p[0] && p[1] && n < sizeof(secret); p += 2) {
+		int hi = hexval(p[0]), lo = hexval(p[1]);
+
+		if (hi < 0 || lo < 0)
+			break;
+		secret[n++] = (uint8_t)(hi << 4 | lo);
+	}
+	digest = suite_digest(ssl);
+	ours_tx = SSL_is_server(ssl) ? !client_label : client_label;
+	if (digest && n)
+		ktls_secret_set(ours_tx ? &c->tx.secret : &c->rx.secret, secret, n, digest);
+	OPENSSL_cleanse(secret, sizeof(secret));
+}
+
+static void keylog_cb(const SSL *ssl, const char *line)
+{
+	struct ktls_conn *c = ktls_conn_from_bio(SSL_get_wbio(ssl));
+	SSL_CTX_keylog_cb_func app;
+
+	if (c && line)
+		keylog_take(ssl, c, line);
+	app = (SSL_CTX_keylog_cb_func)SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl),
+							  app_keylog_idx);
+	if (app)
+		app(ssl, line);
+}
+
+int ktls_ctx_setup(SSL_CTX *ctx)
+{
+	SSL_CTX_keylog_cb_func app;
+
+	if (!ctx)
+		return -EINVAL;
+	if (!CRYPTO_THREAD_run_once(&keylog_once, keylog_idx_init) || app_keylog_idx < 0)
+		return -ENOMEM;
+	app = SSL_CTX_get_keylog_callback(ctx);
+	if (app != keylog_cb &&
+	    !SSL_CTX_set_ex_data(ctx, app_keylog_idx, (void *)app))
+		return -ENOMEM;
+	SSL_CTX_set_keylog_callback(ctx, keylog_cb);
+	SSL_CTX_set_options(ctx, SSL_OP_ENABLE_KTLS);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Attaching                                                           */
+/* ------------------------------------------------------------------ */
+
+static int check_fd(int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(int);
+	int type, proto;
+
+	if (fd < 0 || fcntl(fd, F_GETFD) < 0)
+		return -EBADF;
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0)
+		return errno == ENOTSOCK ? -ENOTSOCK : -errno;
+	len = sizeof(proto);
+	if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &len) < 0)
+		return -errno;
+	if (type != SOCK_STREAM || proto != IPPROTO_TCP)
+		return -EPROTOTYPE;
+	len = sizeof(ss);
+	if (getpeername(fd, (struct sockaddr *)&ss, &len) < 0)
+		return -ENOTCONN;
+	return 0;
+}
+
+static void dir_init(struct ktls_dir *d)
+{
+	memset(d, 0, sizeof(*d));
+	d->st.mode = KTLS_MODE_USERSPACE;
+	d->st.reason = KTLS_R_NOT_OFFERED;
+	snprintf(d->st.detail, sizeof(d->st.detail), "no keys offered");
+}
+
+BIO *ktls_bio_new(int fd, int close_flag, const struct ktls_policy *policy)
+{
+	const BIO_METHOD *m = ktls_bio_method();
+	struct ktls_conn *c;
+	BIO *b;
+
+	if (!m || fd < 0)
+		return NULL;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	b = BIO_new(m);
+	if (!b) {
+		free(c);
+		return NULL;
+	}
+	c->fd = fd;
+	c->close_flag = close_flag;
+	if (policy)
+		c->policy = *policy;
+	else
+		ktls_policy_default(&c->policy);
+	dir_init(&c->tx);
+	dir_init(&c->rx);
+	BIO_set_data(b, c);
+	BIO_set_init(b, 1);
+	return b;
+}
+
+int ktls_conn_attach(SSL *ssl, int fd, const struct ktls_policy *policy)
+{
+	struct ktls_policy p;
+	struct ktls_conn *c;
+	BIO *b;
+	int ret;
+
+	if (!ssl)
+		return -EINVAL;
+	ret = check_fd(fd);
+	if (ret)
+		return ret;
+	if (policy) {
+		p = *policy;
+	} else {
+		/* OpenSSL 3.0 cannot tell an SSL_CTX's library context; the
+		 * provider is looked up in the default one (where openssl.cnf
+		 * loads it). */
+		ret = ktls_policy_load(NULL, &p);
+		if (ret < 0)
+			return ret;
+	}
+	b = ktls_bio_new(fd, BIO_NOCLOSE, &p);
+	if (!b)
+		return -ENOMEM;
+	c = BIO_get_data(b);
+	c->ssl = ssl;
+	SSL_set_bio(ssl, b, b);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* TLS 1.3 TX re-key after we sent KeyUpdate                           */
+/* ------------------------------------------------------------------ */
+
+int ktls_conn_rekey_tx(struct ktls_conn *c, int nupdates)
+{
+	struct ktls_dir *d = &c->tx;
+	struct ktls_keyblock kb;
+	int ret = 0;
+
+	if (!d->secret.len)
+		ret = -ENOKEY;	/* no key-log secret: ktls_ctx_setup was not used */
+	while (!ret && nupdates-- > 0)
+		ret = ktls_secret_next(&d->secret);
+	if (!ret)
+		ret = ktls_secret_keyblock(&d->secret, d->st.cipher, &kb);
+	if (!ret) {
+		ret = ktls_install_opt(c->fd, TLS_TX, &kb);
+		ktls_keyblock_wipe(&kb);
+	}
+	if (ret) {
+		/* The peer now expects the new key and the kernel has the old
+		 * one: nothing more can be sent correctly. */
+		d->st.reason = KTLS_R_REKEY_FAILED;
+		d->st.err = -ret;
+		snprintf(d->st.detail, sizeof(d->st.detail), "TLS_TX re-key: %s",
+			 ktls_errno_name(ret));
+		c->dead = true;
+		shutdown(c->fd, SHUT_RDWR);
+		ktls_trace("fd %d TX re-key failed: %s", c->fd, ktls_errno_name(ret));
+		return ret;
+	}
+	d->st.rekeys++;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Status                                                              */
+/* ------------------------------------------------------------------ */
+
+int ktls_conn_status(SSL *ssl, struct ktls_status *st)
+{
+	struct ktls_conn *c;
+
+	if (!ssl || !st)
+		return -EINVAL;
+	c = ktls_conn_from_bio(SSL_get_wbio(ssl));
+	if (!c)
+		return -EINVAL;
+	st->tx = c->tx.st;
+	st->rx = c->rx.st;
+	return 0;
+}
+
+static size_t json_str(char *out, size_t cap, const char *s)
+{
+	size_t n = 0;
+
+#define PUT(ch) do { if (n + 1 < cap) out[n] = (ch); n++; } while (0)
+	PUT('"');
+	for (; s && *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+
+		if (ch == '"' || ch == '\\') {
+			PUT('\\');
+			PUT((char)ch);
+		} else if (ch < 0x20) {
+			PUT(' ');
+		} else {
+			PUT((char)ch);
+		}
+	}
+	PUT('"');
+#undef PUT
+	if (cap)
+		out[n < cap ? n : cap - 1] = 0;
+	return n;
+}
+
+static int json_dir(char *buf, size_t cap, const char *name, const struct ktls_dir_status *d)
+{
+	char reason[256], detail[160];
+	const char *ver = d->version == KTLS_TLS13 ? "1.3" : d->version == KTLS_TLS12 ? "1.2" : "";
+
+	json_str(reason, sizeof(reason), ktls_reason_str(d->reason));
+	json_str(detail, sizeof(detail), d->detail);
+	return snprintf(buf, cap,
+			"\"%s\":{\"mode\":\"%s\",\"reason_code\":\"%s\",\"reason\":%s,"
+			"\"errno\":\"%s\",\"detail\":%s,\"tls\":\"%s\",\"cipher\":\"%s\","
+			"\"records\":%llu,\"bytes\":%llu,\"rekeys\":%llu,\"keyupdates\":%llu}",
+			name, ktls_mode_str(d->mode), ktls_reason_code(d->reason), reason,
+			d->err ? ktls_errno_name(d->err) : "", detail, ver,
+			d->cipher ? d->cipher->name : "",
+			(unsigned long long)d->records, (unsigned long long)d->bytes,
+			(unsigned long long)d->rekeys, (unsigned long long)d->keyupdates);
+}
+
+int ktls_status_json(const struct ktls_status *st, char *buf, size_t cap)
+{
+	int a, b, c;
+
+	if (!st || !buf || !cap)
+		return -EINVAL;
+	a = snprintf(buf, cap, "{");
+	if (a < 0 || (size_t)a >= cap)
+		return -ENOSPC;
+	b = json_dir(buf + a, cap - (size_t)a, "tx", &st->tx);
+	if (b < 0 || (size_t)(a + b) >= cap)
+		return -ENOSPC;
+	c = snprintf(buf + a + b, cap - (size_t)(a + b), ",");
+	if (c < 0 || (size_t)(a + b + c) >= cap)
+		return -ENOSPC;
+	c += json_dir(buf + a + b + c, cap - (size_t)(a + b + c), "rx", &st->rx);
+	if ((size_t)(a + b + c) + 2 > cap)
+		return -ENOSPC;
+	strcat(buf, "}");
+	return (int)strlen(buf);
+}

@@ -1,0 +1,90 @@
+/* SPDX-License-Identifier: MIT */
+/* internal.h - shared by the bridge's own files; not installed. */
+#ifndef KTLS_INTERNAL_H
+#define KTLS_INTERNAL_H
+
+#include <stdarg.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include "ktls-bridge.h"
+#include "ktls-uapi.h"
+
+
+/* TLS record layer constants */
+#define KTLS_REC_HDR 5
+#define KTLS_REC_MAX 16384
+#define KTLS_CT_CCS 20
+#define KTLS_CT_ALERT 21
+#define KTLS_CT_HANDSHAKE 22
+#define KTLS_CT_APPDATA 23
+#define KTLS_HS_KEY_UPDATE 24
+
+bool ktls_cipher_allows(const struct ktls_cipher *c, uint16_t version);
+
+/*
+ * Syscall seam.  Everything that talks SOL_TLS goes through ktls_sys so
+ * that tests can make a particular call fail or pretend the kernel took
+ * the keys (fault injection).  Production code never changes it.
+ */
+struct ktls_sys_ops {
+	int (*setsockopt)(int fd, int level, int name, const void *val, socklen_t len);
+	int (*getsockopt)(int fd, int level, int name, void *val, socklen_t *len);
+	ssize_t (*sendmsg)(int fd, const struct msghdr *msg, int flags);
+	ssize_t (*recvmsg)(int fd, struct msghdr *msg, int flags);
+};
+extern const struct ktls_sys_ops *ktls_sys;
+/* Replace the seam (NULL restores the real syscalls). Tests only. */
+void ktls_sys_set(const struct ktls_sys_ops *ops);
+
+/* "ENOENT" for ENOENT; "E<n>" when unknown. */
+const char *ktls_errno_name(int err);
+
+/* Debug tracing to stderr when KTLS_DEBUG is set; never pass key material. */
+void ktls_trace(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Install one direction's keys on fd: attaches the ULP if needed, then
+ * TLS_TX/TLS_RX.  Wipes its own copy of the key struct. */
+int ktls_install(int fd, bool *ulp_attached, const struct ktls_keyblock *kb, bool tx);
+/* Same as ktls_install on an already-attached socket, for a re-key or
+ * (opt = TLS_TX_NEXT/TLS_RX_NEXT) a pre-stage. */
+int ktls_install_opt(int fd, int opt, const struct ktls_keyblock *kb);
+
+/* Walk the handshake messages in a record body; returns the number of
+ * KeyUpdate messages found and stores the last one's request flag in
+ * *requested (may be NULL). -EBADMSG when malformed/truncated. */
+int ktls_hs_count_keyupdates(const uint8_t *p, size_t len, int *requested);
+
+#endif
+
+#include "../rekey/rekey.h"
+
+/* One direction of a bridged connection. */
+struct ktls_dir {
+	struct ktls_dir_status st;
+	/* userspace accounting: where we are in the record stream */
+	size_t rec_left;
+	uint8_t hdr[KTLS_REC_HDR];
+	size_t hdr_have;
+	struct ktls_secret secret;	/* TLS 1.3: generation the kernel holds */
+};
+
+struct ktls_conn {
+	int fd;
+	int close_flag;
+	bool ulp;		/* TCP_ULP "tls" attached */
+	bool eof;
+	bool dead;		/* a failed re-key ended the connection */
+	int ctrl_type;		/* record type of the next write (ctrl 74), 0 none */
+	struct ktls_policy policy;
+	struct ktls_dir tx, rx;
+	/* receive: the rest of a kernel record libssl has not taken yet */
+	uint8_t *rbuf;
+	size_t rlen, roff;
+	SSL *ssl;		/* set by ktls_conn_attach */
+};
+
+/* The conn behind a bridge BIO, or NULL for any other BIO. */
+struct ktls_conn *ktls_conn_from_bio(BIO *b);
+/* Advance the TX key after a KeyUpdate was sent; 0 or -errno. */
+int ktls_conn_rekey_tx(struct ktls_conn *c, int nupdates);

@@ -1,0 +1,244 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ktls-bridge.h - hand OpenSSL 3 TLS records to Linux kernel TLS, safely.
+ *
+ * Every function returns 0 (or a count) on success and a negative errno on
+ * failure, unless its comment says otherwise.  Nothing here logs or returns
+ * key material.
+ */
+#ifndef KTLS_BRIDGE_H
+#define KTLS_BRIDGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <openssl/ssl.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define KTLS_BRIDGE_VERSION_STR "0.1.0"
+
+/* ------------------------------------------------------------------ */
+/* Cipher descriptor table                                             */
+/* ------------------------------------------------------------------ */
+
+#define KTLS_TLS12 0x0303
+#define KTLS_TLS13 0x0304
+
+/* Bits of ktls_cipher.versions. */
+#define KTLS_V12 0x1u
+#define KTLS_V13 0x2u
+
+#define KTLS_MAX_KEY   32
+#define KTLS_MAX_IV    12
+#define KTLS_MAX_SALT  4
+#define KTLS_SEQ_SIZE  8
+#define KTLS_MAX_INFO  64	/* >= every struct tls12_crypto_info_* */
+
+/* One kernel TLS cipher.  The table is the only place that knows sizes. */
+struct ktls_cipher {
+	const char *name;	/* "AES-128-GCM": our name, also the policy name */
+	const char *evp_name;	/* OpenSSL EVP_CIPHER name */
+	const char *tls13_suite;/* IANA TLS 1.3 suite name, NULL if none */
+	uint16_t kernel_id;	/* TLS_CIPHER_* */
+	uint8_t key_size;
+	uint8_t iv_size;	/* the kernel struct's iv[] */
+	uint8_t salt_size;
+	uint8_t seq_size;
+	uint8_t tag_size;
+	uint16_t info_size;	/* sizeof(struct tls12_crypto_info_*) */
+	uint16_t off_iv, off_key, off_salt, off_seq;	/* offsets in that struct */
+	unsigned versions;	/* KTLS_V12 | KTLS_V13 */
+	bool hw_offloadable;	/* mainline NIC offload exists for it */
+};
+
+/* Number of table entries; entries are indexed 0 .. n-1. */
+size_t ktls_cipher_count(void);
+/* Entry i, or NULL when out of range. */
+const struct ktls_cipher *ktls_cipher_at(size_t i);
+/* Entry for a TLS_CIPHER_* id, or NULL. */
+const struct ktls_cipher *ktls_cipher_by_id(uint16_t kernel_id);
+/* Entry by our name or EVP name (case-insensitive), or NULL. */
+const struct ktls_cipher *ktls_cipher_by_name(const char *name);
+/* Index of an entry in the table (for bit masks). */
+size_t ktls_cipher_index(const struct ktls_cipher *c);
+
+/* ------------------------------------------------------------------ */
+/* Generic keyblock: one direction's keys, cipher-agnostic             */
+/* ------------------------------------------------------------------ */
+
+struct ktls_keyblock {
+	uint16_t version;	/* KTLS_TLS12 or KTLS_TLS13 */
+	const struct ktls_cipher *cipher;
+	uint8_t key[KTLS_MAX_KEY];
+	uint8_t salt[KTLS_MAX_SALT];
+	uint8_t iv[KTLS_MAX_IV];	/* kernel layout: explicit/per-record part */
+	uint8_t seq[KTLS_SEQ_SIZE];	/* big-endian record sequence number */
+};
+
+/* Parse a kernel/libssl struct tls12_crypto_info_* of len bytes.
+ * -EINVAL bad version/length, -ENOENT unknown cipher. */
+int ktls_keyblock_from_info(struct ktls_keyblock *kb, const void *info, size_t len);
+/* Write the kernel struct into buf (size cap); returns its length. */
+int ktls_keyblock_to_info(const struct ktls_keyblock *kb, void *buf, size_t cap);
+/* Build a TLS 1.3 keyblock from a traffic key and 12-byte IV, seq 0. */
+int ktls_keyblock_from_tls13(struct ktls_keyblock *kb, const struct ktls_cipher *c,
+			     const uint8_t *key, size_t key_len,
+			     const uint8_t *iv, size_t iv_len);
+/* Wipe a keyblock (OPENSSL_cleanse). */
+void ktls_keyblock_wipe(struct ktls_keyblock *kb);
+
+/* ------------------------------------------------------------------ */
+/* Capability probe                                                    */
+/* ------------------------------------------------------------------ */
+
+#define KTLS_PROBE_MAX_CIPHERS 16
+#define KTLS_PROBE_MAX_NICS    32
+
+struct ktls_nic {
+	char name[16];
+	bool hw_tx;		/* tls-hw-tx-offload active */
+	bool hw_rx;		/* tls-hw-rx-offload active */
+	int err;		/* 0, or -errno when its features were unreadable */
+};
+
+/* Results: every *_err is 0 (supported) or a positive errno. */
+struct ktls_caps {
+	char kernel[65];	/* uname release */
+	bool ulp;		/* "tls" ULP can be attached */
+	int ulp_err;
+	/* [cipher index][0 = TLS 1.2, 1 = TLS 1.3] */
+	int tx_err[KTLS_PROBE_MAX_CIPHERS][2];
+	int rx_err[KTLS_PROBE_MAX_CIPHERS][2];
+	bool rekey;		/* TLS 1.3 TLS_TX can be set again */
+	int rekey_err;
+	bool prestage;		/* TLS_TX_NEXT (our kernel series) works */
+	int prestage_err;
+	bool zerocopy_tx;	/* TLS_TX_ZEROCOPY_RO accepted */
+	int zerocopy_err;
+	bool rx_no_pad;		/* TLS_RX_EXPECT_NO_PAD accepted */
+	int rx_no_pad_err;
+	size_t n_nics;
+	struct ktls_nic nics[KTLS_PROBE_MAX_NICS];
+	uint64_t probe_ns;	/* wall time of the probe that made this */
+};
+
+/* Cached, thread-safe probe.  Never NULL. */
+const struct ktls_caps *ktls_probe(void);
+/* Probe again now and replace the cache. */
+const struct ktls_caps *ktls_probe_refresh(void);
+/* Convenience: does the kernel take cipher c, version v, in this direction? */
+bool ktls_caps_supports(const struct ktls_caps *caps, const struct ktls_cipher *c,
+			uint16_t version, bool tx);
+
+/* ------------------------------------------------------------------ */
+/* Policy                                                              */
+/* ------------------------------------------------------------------ */
+
+enum ktls_tls13_mode {
+	KTLS_TLS13_AUTO = 0,	/* offload only if the kernel can re-key */
+	KTLS_TLS13_ALWAYS,	/* offload; a KeyUpdate without re-key ends it */
+	KTLS_TLS13_NEVER,
+};
+
+struct ktls_policy {
+	bool offload;		/* master switch; default true */
+	bool tx;		/* default true */
+	bool rx;		/* default true */
+	uint32_t ciphers;	/* bit i = ktls_cipher_at(i) allowed; default all */
+	enum ktls_tls13_mode tls13;	/* default auto */
+	bool prestage;		/* use TLS_*_NEXT when probed; default true */
+	uint64_t keyupdate_records;	/* proactive KeyUpdate after N records; 0 = only at the AEAD limit */
+	uint32_t storm_limit;	/* peer KeyUpdates per second tolerated; default 32 */
+	bool zerocopy_sendfile;	/* TLS_TX_ZEROCOPY_RO; default false */
+	bool rx_expect_no_pad;	/* TLS_RX_EXPECT_NO_PAD; default false */
+};
+
+/* Built-in defaults. */
+void ktls_policy_default(struct ktls_policy *p);
+/* Policy of the "ktls" provider if it is loaded in libctx (NULL = default
+ * context), else the defaults.  Returns 1 when it came from the provider,
+ * 0 for defaults, -errno on a malformed provider answer. */
+int ktls_policy_load(OSSL_LIB_CTX *libctx, struct ktls_policy *p);
+
+/* ------------------------------------------------------------------ */
+/* Connections                                                         */
+/* ------------------------------------------------------------------ */
+
+enum ktls_mode {
+	KTLS_MODE_USERSPACE = 0,
+	KTLS_MODE_KERNEL_SW,
+	KTLS_MODE_KERNEL_HW,
+};
+
+/* Why a direction is (still) in userspace. */
+enum ktls_reason {
+	KTLS_R_NONE = 0,		/* offloaded */
+	KTLS_R_NOT_OFFERED,		/* libssl never offered keys (yet) */
+	KTLS_R_POLICY_OFF,		/* policy: offload = off */
+	KTLS_R_POLICY_DIRECTION,	/* policy: tx/rx = off */
+	KTLS_R_POLICY_CIPHER,		/* policy: cipher not allowed */
+	KTLS_R_TLS13_NO_REKEY,		/* tls13=auto and kernel cannot re-key */
+	KTLS_R_TLS13_NEVER,		/* policy: tls13 = never */
+	KTLS_R_ULP_UNAVAILABLE,		/* TCP_ULP "tls" refused */
+	KTLS_R_CIPHER_UNSUPPORTED,	/* probe: kernel lacks cipher/version */
+	KTLS_R_KERNEL_REFUSED,		/* setsockopt TLS_TX/TLS_RX failed */
+	KTLS_R_BAD_KEYS,		/* libssl's key struct did not parse */
+	KTLS_R_REKEY_FAILED,		/* a KeyUpdate could not be installed: connection ended */
+	KTLS_R_PEER_CLOSED,		/* close_notify/alert ended it */
+	KTLS_R__COUNT
+};
+
+/* Fixed human text for a reason ("kernel cannot re-key TLS 1.3", ...). */
+const char *ktls_reason_str(enum ktls_reason r);
+/* Stable short name of a reason ("tls13-no-rekey", ...), for JSON. */
+const char *ktls_reason_code(enum ktls_reason r);
+/* "userspace", "kernel-sw", "kernel-hw". */
+const char *ktls_mode_str(enum ktls_mode m);
+
+struct ktls_dir_status {
+	enum ktls_mode mode;
+	enum ktls_reason reason;	/* KTLS_R_NONE when offloaded */
+	int err;			/* errno behind the reason, or 0 */
+	char detail[96];		/* e.g. "TLS_TX: ENOENT" */
+	uint16_t version;		/* 0 until keys were offered */
+	const struct ktls_cipher *cipher;	/* NULL until keys were offered */
+	uint64_t records;		/* records this direction moved */
+	uint64_t bytes;			/* plaintext bytes if kernel, wire bytes if userspace */
+	uint64_t rekeys;		/* key updates installed in the kernel */
+	uint64_t keyupdates;		/* KeyUpdate messages seen in this direction */
+};
+
+struct ktls_status {
+	struct ktls_dir_status tx, rx;
+};
+
+/* Prepare ctx: sets SSL_OP_ENABLE_KTLS and installs a key-log callback
+ * that records TLS 1.3 secrets for the bridge and then calls the
+ * callback the application had set (call this after setting yours). */
+int ktls_ctx_setup(SSL_CTX *ctx);
+
+/* Attach a bridge BIO on connected TCP socket fd to ssl (as SSL_set_fd
+ * would).  Policy comes from ktls_policy_load() on ssl's library context,
+ * or from *policy when not NULL.  -EBADF closed fd, -ENOTSOCK, -EPROTOTYPE
+ * not TCP, -ENOTCONN, -EINVAL NULL. */
+int ktls_conn_attach(SSL *ssl, int fd, const struct ktls_policy *policy);
+
+/* Per-connection status; -EINVAL if ssl has no bridge. */
+int ktls_conn_status(SSL *ssl, struct ktls_status *st);
+
+/* Status as one line of JSON into buf (NUL-terminated); returns length
+ * or -ENOSPC. */
+int ktls_status_json(const struct ktls_status *st, char *buf, size_t cap);
+
+/* The bridge BIO method (BIO_TYPE_DESCRIPTOR | source/sink). */
+const BIO_METHOD *ktls_bio_method(void);
+/* A bridge BIO on fd (not closed by BIO_free unless close_flag). */
+BIO *ktls_bio_new(int fd, int close_flag, const struct ktls_policy *policy);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* KTLS_BRIDGE_H */
