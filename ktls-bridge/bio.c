@@ -61,17 +61,15 @@ static enum ktls_reason decide(const struct ktls_conn *c, const struct ktls_keyb
 		return KTLS_R_POLICY_DIRECTION;
 	if (!(p->ciphers & (1u << ci)))
 		return KTLS_R_POLICY_CIPHER;
-	if (kb->version == KTLS_TLS13) {
-		if (p->tls13 == KTLS_TLS13_NEVER)
-			return KTLS_R_TLS13_NEVER;
-		if (p->tls13 == KTLS_TLS13_AUTO && !caps->rekey) {
-			*err = caps->rekey_err;
-			return KTLS_R_TLS13_NO_REKEY;
-		}
-	}
+	if (kb->version == KTLS_TLS13 && p->tls13 == KTLS_TLS13_NEVER)
+		return KTLS_R_TLS13_NEVER;
 	if (!caps->ulp) {
 		*err = caps->ulp_err;
 		return KTLS_R_ULP_UNAVAILABLE;
+	}
+	if (kb->version == KTLS_TLS13 && p->tls13 == KTLS_TLS13_AUTO && !caps->rekey) {
+		*err = caps->rekey_err;
+		return KTLS_R_TLS13_NO_REKEY;
 	}
 	if (!ktls_caps_supports(caps, kb->cipher, kb->version, tx)) {
 		*err = tx ? caps->tx_err[ci][kb->version == KTLS_TLS13]

@@ -1,0 +1,159 @@
+// SPDX-License-Identifier: MIT
+/* common.c - option handling, context setup and status output for the apps. */
+#include <errno.h>
+#include <getopt.h>
+#include <string.h>
+#include <openssl/err.h>
+
+#include "common.h"
+
+int app_opt(struct app_opts *o, int code, const char *arg, const char *prog)
+{
+	switch (code) {
+	case APP_OPT_TLS12:
+		o->tls_version = TLS1_2_VERSION;
+		return 1;
+	case APP_OPT_TLS13:
+		o->tls_version = TLS1_3_VERSION;
+		return 1;
+	case APP_OPT_CIPHERS:
+		o->ciphers = arg;
+		return 1;
+	case APP_OPT_SUITES:
+		o->ciphersuites = arg;
+		return 1;
+	case APP_OPT_TLS13_POLICY:
+		if (strcmp(arg, "auto") && strcmp(arg, "always") && strcmp(arg, "never")) {
+			fprintf(stderr, "%s: --tls13-offload %s: expected auto, always or never\n",
+				prog, arg);
+			return -1;
+		}
+		o->tls13_policy = arg;
+		return 1;
+	case APP_OPT_NO_OFFLOAD:
+		o->no_offload = true;
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+int app_ctx_setup(SSL_CTX *ctx, const struct app_opts *o, const char *prog)
+{
+	int ret;
+
+	if (o->tls_version &&
+	    (!SSL_CTX_set_min_proto_version(ctx, o->tls_version) ||
+	     !SSL_CTX_set_max_proto_version(ctx, o->tls_version))) {
+		app_ssl_errors(prog, "setting the TLS version");
+		return -1;
+	}
+	if (o->ciphers && !SSL_CTX_set_cipher_list(ctx, o->ciphers)) {
+		app_ssl_errors(prog, "--cipher");
+		return -1;
+	}
+	if (o->ciphersuites && !SSL_CTX_set_ciphersuites(ctx, o->ciphersuites)) {
+		app_ssl_errors(prog, "--ciphersuites");
+		return -1;
+	}
+	SSL_CTX_set_mode(ctx, SSL_MODE_AUTO_RETRY);
+	ret = ktls_ctx_setup(ctx);
+	if (ret) {
+		fprintf(stderr, "%s: ktls_ctx_setup: %s\n", prog, strerror(-ret));
+		return -1;
+	}
+	return 0;
+}
+
+int app_attach(SSL *ssl, int fd, const struct app_opts *o, const char *prog)
+{
+	struct ktls_policy p;
+	int ret;
+
+	ret = ktls_policy_load(NULL, &p);
+	if (ret < 0) {
+		fprintf(stderr, "%s: reading the ktls provider's policy: %s\n", prog,
+			strerror(-ret));
+		return -1;
+	}
+	if (o->no_offload)
+		p.offload = false;
+	if (o->tls13_policy)
+		p.tls13 = !strcmp(o->tls13_policy, "always") ? KTLS_TLS13_ALWAYS :
+			  !strcmp(o->tls13_policy, "never") ? KTLS_TLS13_NEVER : KTLS_TLS13_AUTO;
+	ret = ktls_conn_attach(ssl, fd, &p);
+	if (ret) {
+		fprintf(stderr, "%s: ktls_conn_attach: %s\n", prog, strerror(-ret));
+		return -1;
+	}
+	return 0;
+}
+
+static void print_dir(FILE *f, const char *who, const char *dir, const struct ktls_dir_status *d)
+{
+	fprintf(f, "%s %s: %s", who, dir, ktls_mode_str(d->mode));
+	if (d->cipher)
+		fprintf(f, " %s TLS %s", d->cipher->name, d->version == KTLS_TLS13 ? "1.3" : "1.2");
+	if (d->reason != KTLS_R_NONE)
+		fprintf(f, " - %s [%s]", ktls_reason_str(d->reason), d->detail);
+	fprintf(f, "; %llu records, %llu bytes, %llu KeyUpdates, %llu kernel re-keys\n",
+		(unsigned long long)d->records, (unsigned long long)d->bytes,
+		(unsigned long long)d->keyupdates, (unsigned long long)d->rekeys);
+}
+
+void app_print_status(FILE *f, const char *who, SSL *ssl)
+{
+	struct ktls_status st;
+
+	if (ktls_conn_status(ssl, &st))
+		return;
+	print_dir(f, who, "tx", &st.tx);
+	print_dir(f, who, "rx", &st.rx);
+}
+
+const char *app_status_json(SSL *ssl)
+{
+	static char buf[2048];
+	struct ktls_status st;
+
+	if (ktls_conn_status(ssl, &st) || ktls_status_json(&st, buf, sizeof(buf)) < 0)
+		return "null";
+	return buf;
+}
+
+void app_fill(uint8_t *buf, size_t len, uint64_t off)
+{
+	/* A cheap position-dependent pattern: detects reordering and loss. */
+	for (size_t i = 0; i < len; i++) {
+		uint64_t x = off + i;
+
+		buf[i] = (uint8_t)((x * 2654435761u) >> 13 ^ (x >> 8));
+	}
+}
+
+void app_sha256_hex(EVP_MD_CTX *md, char out[65])
+{
+	EVP_MD_CTX *copy = EVP_MD_CTX_new();
+	unsigned char d[32];
+	unsigned int n = 0;
+
+	out[0] = 0;
+	if (!copy)
+		return;
+	if (EVP_MD_CTX_copy_ex(copy, md) && EVP_DigestFinal_ex(copy, d, &n))
+		for (unsigned int i = 0; i < n; i++)
+			sprintf(out + 2 * i, "%02x", d[i]);
+	EVP_MD_CTX_free(copy);
+}
+
+void app_ssl_errors(const char *prog, const char *what)
+{
+	unsigned long e;
+	char buf[256];
+
+	fprintf(stderr, "%s: %s failed\n", prog, what);
+	while ((e = ERR_get_error())) {
+		ERR_error_string_n(e, buf, sizeof(buf));
+		fprintf(stderr, "%s:   %s\n", prog, buf);
+	}
+}

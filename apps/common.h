@@ -1,0 +1,69 @@
+/* SPDX-License-Identifier: MIT */
+/* common.h - shared by ktls-serve and ktls-client. */
+#ifndef KTLS_APPS_COMMON_H
+#define KTLS_APPS_COMMON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+
+#include "ktls-bridge.h"
+
+/* Options both tools share. */
+struct app_opts {
+	int tls_version;		/* 0 any, else TLS1_2_VERSION / TLS1_3_VERSION */
+	const char *ciphers;		/* TLS 1.2 cipher list */
+	const char *ciphersuites;	/* TLS 1.3 suites */
+	const char *tls13_policy;	/* override: auto|always|never */
+	bool no_offload;		/* override: offload = off */
+	bool have_policy_override;
+	struct ktls_policy policy;
+};
+
+/* Parse a shared option (getopt_long code); returns 1 if consumed, 0 if
+ * not ours, -1 on a bad value (message printed). */
+int app_opt(struct app_opts *o, int code, const char *arg, const char *prog);
+/* getopt_long entries for the shared options (terminated by the caller's). */
+#define APP_OPT_TLS12 1001
+#define APP_OPT_TLS13 1002
+#define APP_OPT_CIPHERS 1003
+#define APP_OPT_SUITES 1004
+#define APP_OPT_TLS13_POLICY 1005
+#define APP_OPT_NO_OFFLOAD 1006
+#define APP_LONG_OPTS                                                       \
+	{ "tls1_2", no_argument, NULL, APP_OPT_TLS12 },                    \
+	{ "tls1_3", no_argument, NULL, APP_OPT_TLS13 },                    \
+	{ "cipher", required_argument, NULL, APP_OPT_CIPHERS },            \
+	{ "ciphersuites", required_argument, NULL, APP_OPT_SUITES },       \
+	{ "tls13-offload", required_argument, NULL, APP_OPT_TLS13_POLICY }, \
+	{ "no-offload", no_argument, NULL, APP_OPT_NO_OFFLOAD }
+#define APP_OPTS_HELP                                                            \
+	"  --tls1_2 | --tls1_3       only this TLS version\n"                     \
+	"  --cipher LIST             TLS 1.2 cipher list (OpenSSL syntax)\n"      \
+	"  --ciphersuites LIST       TLS 1.3 cipher suites\n"                     \
+	"  --tls13-offload MODE      override policy tls13: auto|always|never\n" \
+	"  --no-offload              override policy: keep records in userspace\n"
+
+/* Configure versions/ciphers and ktls_ctx_setup(); prints errors. */
+int app_ctx_setup(SSL_CTX *ctx, const struct app_opts *o, const char *prog);
+/* Attach the bridge with the effective policy. */
+int app_attach(SSL *ssl, int fd, const struct app_opts *o, const char *prog);
+
+/* One human line per direction. */
+void app_print_status(FILE *f, const char *who, SSL *ssl);
+/* JSON status object text (static buffer). */
+const char *app_status_json(SSL *ssl);
+
+/* Deterministic payload: byte i of the stream. Fill buf from offset off. */
+void app_fill(uint8_t *buf, size_t len, uint64_t off);
+
+/* Hex sha256 of an EVP_MD_CTX so far (finalises a copy). */
+void app_sha256_hex(EVP_MD_CTX *md, char out[65]);
+
+/* Print OpenSSL's error queue with a prefix. */
+void app_ssl_errors(const char *prog, const char *what);
+
+#endif

@@ -1,0 +1,351 @@
+// SPDX-License-Identifier: MIT
+/*
+ * ktls-client - connect through the bridge, stream N bytes each way and
+ * check them (hash), optionally sending KeyUpdates as it goes.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <netdb.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include <openssl/err.h>
+
+#include "common.h"
+
+static const char *prog = "ktls-client";
+
+enum xfer_mode { MODE_ECHO, MODE_SEND, MODE_RECV };
+
+struct client_opts {
+	struct app_opts app;
+	uint64_t bytes;
+	long keyupdate_every;
+	bool keyupdate_requested;
+	bool json;
+	enum xfer_mode mode;
+	const char *cafile, *servername;
+	int timeout;
+	const char *host, *port;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: ktls-client [--bytes N] [--keyupdate-every RECORDS] [--keyupdate-requested]\n"
+		"                   [--tls1_2|--tls1_3] [--mode echo|send|recv] [--json] HOST:PORT\n"
+		"Connect through the kernel TLS bridge and stream data with a hash check.\n\n"
+		"  --bytes N                 bytes to send (echo/send; default 1048576; k/M/G ok)\n"
+		"  --mode echo               send N bytes, read them back, compare (default;\n"
+		"                            needs ktls-serve --echo)\n"
+		"  --mode send               only send N bytes, print their sha256\n"
+		"  --mode recv               read until the peer closes, print the sha256\n"
+		"  --keyupdate-every R       send a TLS 1.3 KeyUpdate every R records written\n"
+		"  --keyupdate-requested     ... asking the peer to update too\n"
+		"  --cafile FILE             verify the server against FILE (default: no check)\n"
+		"  --servername NAME         SNI / name to verify\n"
+		"  --timeout SECS            give up after SECS without progress (default 60)\n"
+		"  --json                    one JSON object with results and status on stdout\n"
+		APP_OPTS_HELP
+		"  -h, --help                this text\n\n"
+		"Exit status: 0 transfer complete and hashes match, 1 transfer or hash\n"
+		"check failed, 2 usage, 3 could not connect or handshake.\n");
+}
+
+static int parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v = strtoull(s, &end, 10);
+
+	if (end == s || *s == '-')
+		return -1;
+	switch (*end) {
+	case 'k': case 'K': v <<= 10; end++; break;
+	case 'm': case 'M': v <<= 20; end++; break;
+	case 'g': case 'G': v <<= 30; end++; break;
+	default: break;
+	}
+	if (*end)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static int connect_to(const char *host, const char *port)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res, *ai;
+	int fd = -1, r;
+
+	r = getaddrinfo(host, port, &hints, &res);
+	if (r) {
+		fprintf(stderr, "%s: %s:%s: %s\n", prog, host, port, gai_strerror(r));
+		return -1;
+	}
+	for (ai = res; ai; ai = ai->ai_next) {
+		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+		if (fd < 0)
+			continue;
+		if (!connect(fd, ai->ai_addr, ai->ai_addrlen))
+			break;
+		close(fd);
+		fd = -1;
+	}
+	if (fd < 0)
+		fprintf(stderr, "%s: connect %s:%s: %s\n", prog, host, port, strerror(errno));
+	freeaddrinfo(res);
+	return fd;
+}
+
+struct xfer {
+	uint64_t sent, recvd, kus, records;
+	EVP_MD_CTX *md_out, *md_in;
+	const char *error;
+};
+
+/* Non-blocking loop: write the stream while reading what comes back. */
+static int run(SSL *ssl, int fd, const struct client_opts *o, struct xfer *x)
+{
+	static uint8_t wbuf[16384], rbuf[16384];
+	size_t wlen = 0;	/* pending chunk (retry with the same buffer) */
+	bool send_done = o->mode == MODE_RECV, recv_done = o->mode == MODE_SEND;
+	time_t last = time(NULL);
+
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	while (!send_done || !recv_done) {
+		short events = 0;
+		bool progress = false;
+		int n, e;
+
+		if (!send_done) {
+			if (!wlen) {
+				uint64_t left = o->bytes - x->sent;
+
+				wlen = left < sizeof(wbuf) ? (size_t)left : sizeof(wbuf);
+				app_fill(wbuf, wlen, x->sent);
+			}
+			n = SSL_write(ssl, wbuf, (int)wlen);
+			if (n > 0) {
+				EVP_DigestUpdate(x->md_out, wbuf, (size_t)n);
+				x->sent += (uint64_t)n;
+				x->records++;
+				wlen = 0;
+				progress = true;
+				if (x->sent == o->bytes)
+					send_done = true;
+				if (o->keyupdate_every && x->records % (uint64_t)o->keyupdate_every == 0 &&
+				    SSL_version(ssl) == TLS1_3_VERSION) {
+					if (!SSL_key_update(ssl, o->keyupdate_requested ?
+							    SSL_KEY_UPDATE_REQUESTED :
+							    SSL_KEY_UPDATE_NOT_REQUESTED)) {
+						x->error = "SSL_key_update failed";
+						return -1;
+					}
+					x->kus++;
+				}
+			} else {
+				e = SSL_get_error(ssl, n);
+				if (e == SSL_ERROR_WANT_WRITE)
+					events |= POLLOUT;
+				else if (e == SSL_ERROR_WANT_READ)
+					events |= POLLIN;
+				else {
+					x->error = "SSL_write failed";
+					return -1;
+				}
+			}
+		}
+		while (!recv_done) {
+			n = SSL_read(ssl, rbuf, sizeof(rbuf));
+			if (n > 0) {
+				EVP_DigestUpdate(x->md_in, rbuf, (size_t)n);
+				x->recvd += (uint64_t)n;
+				progress = true;
+				if (o->mode == MODE_ECHO && x->recvd >= o->bytes)
+					recv_done = true;
+				continue;
+			}
+			e = SSL_get_error(ssl, n);
+			if (e == SSL_ERROR_WANT_READ) {
+				events |= POLLIN;
+			} else if (e == SSL_ERROR_WANT_WRITE) {
+				events |= POLLOUT;
+			} else if (o->mode == MODE_RECV &&
+				   (e == SSL_ERROR_ZERO_RETURN ||
+				    (e == SSL_ERROR_SYSCALL && !ERR_peek_error()))) {
+				recv_done = true;
+			} else {
+				x->error = e == SSL_ERROR_ZERO_RETURN ?
+					   "peer closed before everything came back" : "SSL_read failed";
+				return -1;
+			}
+			break;
+		}
+		if (progress) {
+			last = time(NULL);
+			continue;
+		}
+		if (!events)
+			continue;
+		struct pollfd p = { .fd = fd, .events = events };
+
+		if (poll(&p, 1, 1000) < 0 && errno != EINTR) {
+			x->error = "poll failed";
+			return -1;
+		}
+		if (time(NULL) - last > o->timeout) {
+			x->error = "timed out without progress";
+			return -1;
+		}
+	}
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "bytes", required_argument, NULL, 'n' },
+		{ "keyupdate-every", required_argument, NULL, 'u' },
+		{ "keyupdate-requested", no_argument, NULL, 'U' },
+		{ "mode", required_argument, NULL, 'm' },
+		{ "cafile", required_argument, NULL, 'C' },
+		{ "servername", required_argument, NULL, 'S' },
+		{ "timeout", required_argument, NULL, 't' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		APP_LONG_OPTS,
+		{ 0 },
+	};
+	struct client_opts o = { .bytes = 1 << 20, .timeout = 60 };
+	struct xfer x = { 0 };
+	char out_hex[65] = "", in_hex[65] = "", *colon, *end;
+	SSL_CTX *ctx;
+	SSL *ssl;
+	int ch, r, fd, rc = 0;
+	bool match;
+
+	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		r = app_opt(&o.app, ch, optarg, prog);
+		if (r < 0)
+			return 2;
+		if (r)
+			continue;
+		switch (ch) {
+		case 'n':
+			if (parse_size(optarg, &o.bytes)) {
+				fprintf(stderr, "%s: --bytes %s: not a size\n", prog, optarg);
+				return 2;
+			}
+			break;
+		case 'u':
+			o.keyupdate_every = strtol(optarg, &end, 10);
+			if (*end || o.keyupdate_every < 1) {
+				fprintf(stderr, "%s: --keyupdate-every %s: need a count >= 1\n", prog,
+					optarg);
+				return 2;
+			}
+			break;
+		case 'U': o.keyupdate_requested = true; break;
+		case 'm':
+			if (!strcmp(optarg, "echo")) o.mode = MODE_ECHO;
+			else if (!strcmp(optarg, "send")) o.mode = MODE_SEND;
+			else if (!strcmp(optarg, "recv")) o.mode = MODE_RECV;
+			else {
+				fprintf(stderr, "%s: --mode %s: expected echo, send or recv\n", prog,
+					optarg);
+				return 2;
+			}
+			break;
+		case 'C': o.cafile = optarg; break;
+		case 'S': o.servername = optarg; break;
+		case 't': o.timeout = atoi(optarg); break;
+		case 'j': o.json = true; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind + 1 != argc || !(colon = strrchr(argv[optind], ':'))) {
+		fprintf(stderr, "%s: expected one HOST:PORT argument\n", prog);
+		usage(stderr);
+		return 2;
+	}
+	*colon = 0;
+	o.host = argv[optind];
+	o.port = colon + 1;
+	signal(SIGPIPE, SIG_IGN);
+
+	ctx = SSL_CTX_new(TLS_client_method());
+	if (!ctx || app_ctx_setup(ctx, &o.app, prog))
+		return 3;
+	if (o.cafile) {
+		if (!SSL_CTX_load_verify_locations(ctx, o.cafile, NULL)) {
+			app_ssl_errors(prog, "--cafile");
+			return 3;
+		}
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	}
+	fd = connect_to(o.host, o.port);
+	if (fd < 0)
+		return 3;
+	ssl = SSL_new(ctx);
+	if (!ssl || app_attach(ssl, fd, &o.app, prog))
+		return 3;
+	SSL_set_tlsext_host_name(ssl, (char *)(o.servername ? o.servername : o.host));
+	if (o.servername && o.cafile)
+		SSL_set1_host(ssl, o.servername);
+	if (SSL_connect(ssl) <= 0) {
+		app_ssl_errors(prog, "TLS handshake");
+		return 3;
+	}
+	x.md_out = EVP_MD_CTX_new();
+	x.md_in = EVP_MD_CTX_new();
+	if (!x.md_out || !x.md_in || !EVP_DigestInit_ex(x.md_out, EVP_sha256(), NULL) ||
+	    !EVP_DigestInit_ex(x.md_in, EVP_sha256(), NULL))
+		return 3;
+	if (run(ssl, fd, &o, &x)) {
+		rc = 1;
+		fprintf(stderr, "%s: %s after %llu bytes sent, %llu received\n", prog, x.error,
+			(unsigned long long)x.sent, (unsigned long long)x.recvd);
+		if (ERR_peek_error())
+			app_ssl_errors(prog, "the transfer");
+		else if (errno)
+			fprintf(stderr, "%s: last error: %s\n", prog, strerror(errno));
+	} else {
+		SSL_shutdown(ssl);
+	}
+	app_sha256_hex(x.md_out, out_hex);
+	app_sha256_hex(x.md_in, in_hex);
+	match = o.mode != MODE_ECHO || (x.sent == x.recvd && !strcmp(out_hex, in_hex));
+	if (!rc && !match) {
+		fprintf(stderr, "%s: echo mismatch: sent %llu bytes sha256 %s, received %llu sha256 %s\n",
+			prog, (unsigned long long)x.sent, out_hex, (unsigned long long)x.recvd, in_hex);
+		rc = 1;
+	}
+	if (o.json) {
+		printf("{\"ok\":%s,\"error\":\"%s\",\"protocol\":\"%s\",\"cipher\":\"%s\","
+		       "\"bytes_sent\":%llu,\"bytes_received\":%llu,\"sha256_sent\":\"%s\","
+		       "\"sha256_received\":\"%s\",\"keyupdates_sent\":%llu,\"status\":%s}\n",
+		       rc ? "false" : "true", rc ? (x.error ? x.error : "hash mismatch") : "",
+		       SSL_get_version(ssl), SSL_get_cipher_name(ssl),
+		       (unsigned long long)x.sent, (unsigned long long)x.recvd, out_hex, in_hex,
+		       (unsigned long long)x.kus, app_status_json(ssl));
+	} else {
+		fprintf(stderr, "%s: %s %s: sent %llu bytes (sha256 %s), received %llu (sha256 %s), "
+				"%llu KeyUpdates sent: %s\n",
+			prog, SSL_get_version(ssl), SSL_get_cipher_name(ssl),
+			(unsigned long long)x.sent, out_hex, (unsigned long long)x.recvd, in_hex,
+			(unsigned long long)x.kus, rc ? "FAILED" : "ok");
+		app_print_status(stderr, "  ", ssl);
+	}
+	EVP_MD_CTX_free(x.md_out);
+	EVP_MD_CTX_free(x.md_in);
+	SSL_free(ssl);
+	close(fd);
+	SSL_CTX_free(ctx);
+	return rc;
+}
