@@ -1,0 +1,592 @@
+// SPDX-License-Identifier: MIT
+/*
+ * bio-test: the bridge BIO's side of libssl's kTLS contract.
+ *
+ * This host's kernel has no kTLS, so most cases run against a
+ * FAULT-INJECTION seam (ktls_sys_set) that pretends the kernel accepted
+ * or refused a particular setsockopt; bytes still move over a real
+ * loopback TCP pair.  The first case uses the real kernel and checks the
+ * fallback reason.  Real offload is proved by the VM tests.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <openssl/bio.h>
+
+#include "internal.h"
+#include "ktest.h"
+
+/* ---- fault-injection seam ------------------------------------------- */
+
+static struct {
+	int ulp_err, tx_err, rx_err, rekey_err, prestage_err;
+	int tx_sets[1024], rx_sets[1024];
+	uint8_t last_tx[KTLS_MAX_INFO];
+	int ctrl_type[16];
+	uint8_t ctrl_data[16][32];
+	size_t ctrl_len[16], nctrl;
+	/* a record the next recvmsg returns */
+	int rec_type, rec_err;
+	uint8_t rec[64];
+	size_t rec_len;
+} F;
+
+static int fake_setsockopt(int fd, int level, int name, const void *val, socklen_t len)
+{
+	if (level == IPPROTO_TCP && name == TCP_ULP) {
+		if (F.ulp_err) {
+			errno = F.ulp_err;
+			return -1;
+		}
+		return 0;
+	}
+	if (level != SOL_TLS)
+		return setsockopt(fd, level, name, val, len);
+	switch (name) {
+	case TLS_TX:
+		if (F.tx_sets[fd] && F.rekey_err) {
+			errno = F.rekey_err;
+			return -1;
+		}
+		if (F.tx_err) {
+			errno = F.tx_err;
+			return -1;
+		}
+		F.tx_sets[fd]++;
+		memcpy(F.last_tx, val, len < sizeof(F.last_tx) ? len : sizeof(F.last_tx));
+		return 0;
+	case TLS_RX:
+		if (F.rx_err) {
+			errno = F.rx_err;
+			return -1;
+		}
+		F.rx_sets[fd]++;
+		return 0;
+	case TLS_TX_NEXT:
+	case TLS_RX_NEXT:
+		if (F.prestage_err) {
+			errno = F.prestage_err;
+			return -1;
+		}
+		return 0;
+	default:
+		return 0;
+	}
+}
+
+static ssize_t fake_sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+	struct cmsghdr *cm = CMSG_FIRSTHDR((struct msghdr *)msg);
+	struct msghdr plain = *msg;
+
+	if (cm && cm->cmsg_level == SOL_TLS && F.nctrl < 16) {
+		F.ctrl_type[F.nctrl] = *CMSG_DATA(cm);
+		F.ctrl_len[F.nctrl] = msg->msg_iov[0].iov_len;
+		memcpy(F.ctrl_data[F.nctrl], msg->msg_iov[0].iov_base,
+		       F.ctrl_len[F.nctrl] < 32 ? F.ctrl_len[F.nctrl] : 32);
+		F.nctrl++;
+	}
+	plain.msg_control = NULL;
+	plain.msg_controllen = 0;
+	return sendmsg(fd, &plain, flags);
+}
+
+static ssize_t fake_recvmsg(int fd, struct msghdr *msg, int flags)
+{
+	struct cmsghdr *cm;
+
+	if (F.rec_err) {
+		errno = F.rec_err;
+		return -1;
+	}
+	if (!F.rec_len)
+		return recvmsg(fd, msg, flags);
+	memcpy(msg->msg_iov[0].iov_base, F.rec, F.rec_len);
+	cm = CMSG_FIRSTHDR(msg);
+	cm->cmsg_level = SOL_TLS;
+	cm->cmsg_type = TLS_GET_RECORD_TYPE;
+	cm->cmsg_len = CMSG_LEN(1);
+	*CMSG_DATA(cm) = (unsigned char)F.rec_type;
+	msg->msg_controllen = CMSG_SPACE(1);
+	return (ssize_t)F.rec_len;
+}
+
+static const struct ktls_sys_ops fake_ops = {
+	.setsockopt = fake_setsockopt,
+	.getsockopt = getsockopt,
+	.sendmsg = fake_sendmsg,
+	.recvmsg = fake_recvmsg,
+};
+
+/* Probe through the seam; forget the probe's own sockets afterwards. */
+static void fake_probe(void)
+{
+	ktls_probe_refresh();
+	memset(F.tx_sets, 0, sizeof(F.tx_sets));
+	memset(F.rx_sets, 0, sizeof(F.rx_sets));
+}
+
+static void fake_reset(void)
+{
+	memset(&F, 0, sizeof(F));
+	F.prestage_err = ENOPROTOOPT;
+	F.rekey_err = EBUSY;
+	ktls_sys_set(&fake_ops);
+	fake_probe();
+}
+
+/* ---- helpers ----------------------------------------------------------- */
+
+static void tcp_pair(int *a, int *b)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	socklen_t len = sizeof(sa);
+	int l = socket(AF_INET, SOCK_STREAM, 0);
+
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	bind(l, (struct sockaddr *)&sa, sizeof(sa));
+	listen(l, 1);
+	getsockname(l, (struct sockaddr *)&sa, &len);
+	*a = socket(AF_INET, SOCK_STREAM, 0);
+	connect(*a, (struct sockaddr *)&sa, sizeof(sa));
+	*b = accept(l, NULL, NULL);
+	close(l);
+	F.tx_sets[*a] = F.rx_sets[*a] = 0;	/* fd numbers are reused */
+}
+
+/* libssl's layout: the key struct, then a size_t length. */
+static long offer(BIO *b, const char *cipher, uint16_t version, bool tx)
+{
+	unsigned char buf[KTLS_MAX_INFO + sizeof(size_t)];
+	struct ktls_keyblock kb;
+
+	memset(&kb, 0x11, sizeof(kb));
+	kb.cipher = ktls_cipher_by_name(cipher);
+	kb.version = version;
+	memset(buf, 0, sizeof(buf));
+	ktls_keyblock_to_info(&kb, buf, sizeof(buf));
+	return BIO_ctrl(b, 72, tx, buf);
+}
+
+static struct ktls_conn *conn(BIO *b)
+{
+	return ktls_conn_from_bio(b);
+}
+
+static BIO *bridge(int fd, void (*tweak)(struct ktls_policy *))
+{
+	struct ktls_policy p;
+
+	ktls_policy_default(&p);
+	if (tweak)
+		tweak(&p);
+	return ktls_bio_new(fd, BIO_NOCLOSE, &p);
+}
+
+/* ---- cases ------------------------------------------------------------- */
+
+static void case_real_kernel(void)
+{
+	const struct ktls_caps *caps;
+	int a, b;
+	BIO *bio;
+
+	ktls_sys_set(NULL);
+	caps = ktls_probe_refresh();
+	if (caps->ulp) {
+		printf("bio-test: this kernel has kTLS; real-kernel fallback case skipped\n");
+		return;
+	}
+	printf("bio-test: host kernel has no kTLS (%s): testing the fallback path\n",
+	       ktls_errno_name(caps->ulp_err));
+	tcp_pair(&a, &b);
+	bio = bridge(a, NULL);
+	CHECK_EQ(offer(bio, "AES-128-GCM", KTLS_TLS12, true), 0);
+	CHECK_EQ(BIO_ctrl(bio, BIO_CTRL_GET_KTLS_SEND, 0, NULL), 0);
+	CHECK_EQ(conn(bio)->tx.st.reason, KTLS_R_ULP_UNAVAILABLE);
+	CHECK_EQ(conn(bio)->tx.st.err, caps->ulp_err);
+	CHECK(strstr(conn(bio)->tx.st.detail, "TCP_ULP") != NULL);
+	CHECK_EQ(conn(bio)->rx.st.reason, KTLS_R_NOT_OFFERED);
+	BIO_free(bio);
+	close(a);
+	close(b);
+}
+
+static void case_contract_basics(void)
+{
+	int a, b, fd = -1;
+	BIO *bio;
+
+	tcp_pair(&a, &b);
+	bio = bridge(a, NULL);
+	CHECK(BIO_method_type(bio) & BIO_TYPE_DESCRIPTOR);
+	CHECK(BIO_method_type(bio) & BIO_TYPE_SOURCE_SINK);
+	CHECK_EQ(BIO_get_fd(bio, &fd), a);
+	CHECK_EQ(fd, a);
+	CHECK_EQ(BIO_ctrl(bio, 9999, 0, NULL), 0);		/* unknown ctrl */
+	CHECK_EQ(BIO_ctrl(bio, BIO_CTRL_GET_KTLS_SEND, 0, NULL), 0);
+	CHECK_EQ(BIO_ctrl(bio, BIO_CTRL_GET_KTLS_RECV, 0, NULL), 0);
+	CHECK_EQ(BIO_ctrl(bio, 72, 1, NULL), 0);		/* no key struct */
+	CHECK_EQ(BIO_flush(bio), 1);
+	CHECK_EQ(BIO_ctrl(bio, 90, 1, NULL), 0);		/* zerocopy before TX */
+	BIO_free(bio);
+	close(a);
+	close(b);
+}
+
+static void case_accept_both(void)
+{
+	uint8_t buf[KTLS_REC_HDR + KTLS_REC_MAX], small[4];
+	int a, b;
+	BIO *bio;
+
+	fake_reset();
+	tcp_pair(&a, &b);
+	bio = bridge(a, NULL);
+	CHECK_EQ(offer(bio, "AES-128-GCM", KTLS_TLS12, true), 1);
+	CHECK_EQ(BIO_ctrl(bio, BIO_CTRL_GET_KTLS_SEND, 0, NULL), 1);
+	CHECK_EQ(conn(bio)->tx.st.mode, KTLS_MODE_KERNEL_SW);
+	CHECK_EQ(conn(bio)->tx.st.reason, KTLS_R_NONE);
+	CHECK_EQ(F.tx_sets[a], 1);
+
+	/* application data: plaintext straight to the socket */
+	CHECK_EQ(BIO_write(bio, "hello", 5), 5);
+	CHECK_EQ(read(b, buf, sizeof(buf)), 5);
+	CHECK(!memcmp(buf, "hello", 5));
+
+	/* ctrl 74: the next write is one record of that type, via the cmsg */
+	CHECK_EQ(BIO_ctrl(bio, 74, KTLS_CT_ALERT, NULL), 1);
+	CHECK_EQ(BIO_write(bio, "\x01\x00", 2), 2);
+	CHECK_EQ(F.nctrl, 1);
+	CHECK_EQ(F.ctrl_type[0], KTLS_CT_ALERT);
+	CHECK_EQ(F.ctrl_len[0], 2);
+	CHECK_EQ(read(b, buf, sizeof(buf)), 2);
+	/* ... and only the next one */
+	CHECK_EQ(BIO_write(bio, "x", 1), 1);
+	CHECK_EQ(F.nctrl, 1);
+	CHECK_EQ(read(b, buf, sizeof(buf)), 1);
+
+	/* receive: one record, header rebuilt from the cmsg */
+	CHECK_EQ(offer(bio, "AES-128-GCM", KTLS_TLS12, false), 1);
+	CHECK_EQ(BIO_ctrl(bio, BIO_CTRL_GET_KTLS_RECV, 0, NULL), 1);
+	F.rec_type = KTLS_CT_HANDSHAKE;
+	memcpy(F.rec, "abc", 3);
+	F.rec_len = 3;
+	CHECK_EQ(BIO_read(bio, buf, sizeof(buf)), 8);
+	CHECK(!memcmp(buf, "\x16\x03\x03\x00\x03" "abc", 8));
+	/* a reader asking for less than a record gets it in pieces */
+	CHECK_EQ(BIO_read(bio, small, 4), 4);
+	F.rec_len = 0;
+	CHECK(!memcmp(small, "\x16\x03\x03\x00", 4));
+	CHECK_EQ(BIO_pending(bio), 4);
+	CHECK_EQ(BIO_read(bio, small, 4), 4);
+	CHECK(!memcmp(small, "\x03" "abc", 4));
+	CHECK_EQ(conn(bio)->rx.st.records, 2);
+
+	/* a data record without cmsg is application data */
+	CHECK_EQ(write(b, "zz", 2), 2);
+	CHECK_EQ(BIO_read(bio, buf, sizeof(buf)), 7);
+	CHECK(!memcmp(buf, "\x17\x03\x03\x00\x02zz", 7));
+
+	/* receive errors are left in errno for libssl's alert mapping */
+	F.rec_err = EBADMSG;
+	errno = 0;
+	CHECK_EQ(BIO_read(bio, buf, sizeof(buf)), -1);
+	CHECK_EQ(errno, EBADMSG);
+	CHECK(!BIO_should_retry(bio));
+	F.rec_err = EAGAIN;
+	CHECK_EQ(BIO_read(bio, buf, sizeof(buf)), -1);
+	CHECK(BIO_should_retry(bio) && BIO_should_read(bio));
+	F.rec_err = 0;
+
+	/* zerocopy sendfile: only when policy allows */
+	CHECK_EQ(BIO_ctrl(bio, 90, 1, NULL), 0);
+	conn(bio)->policy.zerocopy_sendfile = true;
+	CHECK_EQ(BIO_ctrl(bio, 90, 1, NULL), 1);
+	BIO_free(bio);
+	close(a);
+	close(b);
+}
+
+static void case_faults(void)
+{
+	int a, b;
+	BIO *bio;
+
+	/* the probe said yes but the ULP fails now */
+	fake_reset();
+	F.ulp_err = EPERM;
+	tcp_pair(&a, &b);
+	bio = bridge(a, NULL);
+	CHECK_EQ(offer(bio, "AES-256-GCM", KTLS_TLS12, true), 0);
+	CHECK_EQ(conn(bio)->tx.st.reason, KTLS_R_ULP_UNAVAILABLE);
+	CHECK_EQ(conn(bio)->tx.st.err, EPERM);
+	CHECK_EQ(BIO_ctrl(bio, BIO_CTRL_GET_KTLS_SEND, 0, NULL), 0);
+	CHECK_EQ(BIO_write(bio, "abc", 3), 3);	/* still a working socket */
+	BIO_free(bio);
+	close(a);
+	close(b);
+
+	/* TX accepted, then RX refused: TX kernel, RX userspace */
+	fake_reset();
+	tcp_pair(&a, &b);
+	bio = bridge(a, NULL);
+	F.rx_err = EINVAL;
+	CHECK_EQ(offer(bio, "CHACHA20-POLY1305", KTLS_TLS12, true), 1);
+	CHECK_EQ(offer(bio, "CHACHA20-POLY1305", KTLS_TLS12, false), 0);
+	CHECK_EQ(conn(bio)->tx.st.mode, KTLS_MODE_KERNEL_SW);
+	CHECK_EQ(conn(bio)->rx.st.mode, KTLS_MODE_USERSPACE);
+	CHECK_EQ(conn(bio)->rx.st.reason, KTLS_R_KERNEL_REFUSED);
+	CHECK_EQ(conn(bio)->rx.st.err, EINVAL);
+	CHECK(strstr(conn(bio)->rx.st.detail, "TLS_RX: EINVAL") != NULL);
+	BIO_free(bio);
+	close(a);
+	close(b);
+
+	/* TLS_TX refused with ENOENT (crypto module missing) */
+	fake_reset();
+	tcp_pair(&a, &b);
+	bio = bridge(a, NULL);
+	F.tx_err = ENOENT;
+	CHECK_EQ(offer(bio, "AES-128-CCM", KTLS_TLS12, true), 0);
+	CHECK_EQ(conn(bio)->tx.st.reason, KTLS_R_KERNEL_REFUSED);
+	CHECK_EQ(conn(bio)->tx.st.err, ENOENT);
+	BIO_free(bio);
+	close(a);
+	close(b);
+
+	/* libssl hands a struct with an unknown cipher */
+	fake_reset();
+	tcp_pair(&a, &b);
+	bio = bridge(a, NULL);
+	{
+		unsigned char junk[KTLS_MAX_INFO + 8] = { 0x03, 0x03, 0x63, 0x00 };
+
+		CHECK_EQ(BIO_ctrl(bio, 72, 1, junk), 0);
+		CHECK_EQ(conn(bio)->tx.st.reason, KTLS_R_BAD_KEYS);
+	}
+	BIO_free(bio);
+	close(a);
+	close(b);
+}
+
+static void p_off(struct ktls_policy *p) { p->offload = false; }
+static void p_notx(struct ktls_policy *p) { p->tx = false; }
+static void p_nogcm(struct ktls_policy *p) { p->ciphers &= ~1u; }
+static void p_never(struct ktls_policy *p) { p->tls13 = KTLS_TLS13_NEVER; }
+static void p_always(struct ktls_policy *p) { p->tls13 = KTLS_TLS13_ALWAYS; }
+
+static void expect_policy(void (*tweak)(struct ktls_policy *), const char *cipher,
+			  uint16_t version, bool tx, long want, enum ktls_reason why)
+{
+	int a, b;
+	BIO *bio;
+
+	tcp_pair(&a, &b);
+	bio = bridge(a, tweak);
+	CHECK_EQ(offer(bio, cipher, version, tx), want);
+	CHECK_EQ((tx ? conn(bio)->tx : conn(bio)->rx).st.reason, why);
+	BIO_free(bio);
+	close(a);
+	close(b);
+}
+
+static void case_policy(void)
+{
+	fake_reset();	/* kernel: everything but re-key */
+	CHECK(!ktls_probe()->rekey);
+	expect_policy(p_off, "AES-128-GCM", KTLS_TLS12, true, 0, KTLS_R_POLICY_OFF);
+	expect_policy(p_notx, "AES-128-GCM", KTLS_TLS12, true, 0, KTLS_R_POLICY_DIRECTION);
+	expect_policy(p_notx, "AES-128-GCM", KTLS_TLS12, false, 1, KTLS_R_NONE);
+	expect_policy(p_nogcm, "AES-128-GCM", KTLS_TLS12, true, 0, KTLS_R_POLICY_CIPHER);
+	expect_policy(p_nogcm, "AES-256-GCM", KTLS_TLS12, true, 1, KTLS_R_NONE);
+	expect_policy(p_never, "AES-128-GCM", KTLS_TLS13, true, 0, KTLS_R_TLS13_NEVER);
+	expect_policy(NULL, "AES-128-GCM", KTLS_TLS13, true, 0, KTLS_R_TLS13_NO_REKEY);
+	expect_policy(p_always, "AES-128-GCM", KTLS_TLS13, true, 1, KTLS_R_NONE);
+
+	F.rekey_err = 0;	/* a kernel that re-keys: auto offloads TLS 1.3 */
+	fake_probe();
+	CHECK(ktls_probe()->rekey);
+	expect_policy(NULL, "AES-128-GCM", KTLS_TLS13, true, 1, KTLS_R_NONE);
+}
+
+static void case_keyupdate(void)
+{
+	static const uint8_t ku[] = { 24, 0, 0, 1, 1 };
+	struct ktls_keyblock want;
+	struct ktls_secret ref;
+	uint8_t s0[32], info[KTLS_MAX_INFO], buf[64];
+	int a, b;
+	BIO *bio;
+
+	memset(s0, 0x42, sizeof(s0));
+
+	/* kernel cannot re-key, tls13 = always: explained end, alert sent */
+	fake_reset();
+	tcp_pair(&a, &b);
+	bio = bridge(a, p_always);
+	CHECK_EQ(offer(bio, "AES-128-GCM", KTLS_TLS13, true), 1);
+	CHECK_EQ(BIO_ctrl(bio, 74, KTLS_CT_HANDSHAKE, NULL), 1);
+	CHECK_EQ(BIO_write(bio, ku, sizeof(ku)), -1);
+	CHECK_EQ(F.nctrl, 1);
+	CHECK_EQ(F.ctrl_type[0], KTLS_CT_ALERT);
+	CHECK(!memcmp(F.ctrl_data[0], "\x02\x50", 2));	/* fatal internal_error */
+	CHECK_EQ(conn(bio)->tx.st.reason, KTLS_R_REKEY_FAILED);
+	CHECK_EQ(conn(bio)->tx.st.err, EBUSY);
+	CHECK_EQ(BIO_write(bio, "data", 4), -1);		/* nothing after that */
+	CHECK_EQ(read(b, buf, sizeof(buf)), 2);		/* only the alert left */
+	BIO_free(bio);
+	close(a);
+	close(b);
+
+	/* kernel re-keys: KeyUpdate goes out, then TLS_TX gets generation 1 */
+	fake_reset();
+	F.rekey_err = 0;
+	fake_probe();
+	tcp_pair(&a, &b);
+	bio = bridge(a, NULL);
+	CHECK_EQ(offer(bio, "AES-128-GCM", KTLS_TLS13, true), 1);
+	CHECK_EQ(ktls_secret_set(&conn(bio)->tx.secret, s0, 32, "SHA256"), 0);
+	CHECK_EQ(BIO_ctrl(bio, 74, KTLS_CT_HANDSHAKE, NULL), 1);
+	CHECK_EQ(BIO_write(bio, ku, sizeof(ku)), (int)sizeof(ku));
+	CHECK_EQ(F.ctrl_type[0], KTLS_CT_HANDSHAKE);
+	CHECK_EQ(F.tx_sets[a], 2);
+	CHECK_EQ(conn(bio)->tx.st.rekeys, 1);
+	CHECK_EQ(conn(bio)->tx.st.keyupdates, 1);
+	ktls_secret_set(&ref, s0, 32, "SHA256");
+	ktls_secret_next(&ref);
+	ktls_secret_keyblock(&ref, ktls_cipher_by_name("AES-128-GCM"), &want);
+	ktls_keyblock_to_info(&want, info, sizeof(info));
+	CHECK(!memcmp(F.last_tx, info, ktls_cipher_by_name("AES-128-GCM")->info_size));
+	CHECK_EQ(BIO_write(bio, "more", 4), 4);
+	BIO_free(bio);
+	close(a);
+	close(b);
+
+	/* re-key refused by the kernel after the KeyUpdate went out */
+	fake_reset();
+	F.rekey_err = 0;
+	fake_probe();
+	tcp_pair(&a, &b);
+	bio = bridge(a, NULL);
+	CHECK_EQ(offer(bio, "AES-128-GCM", KTLS_TLS13, true), 1);
+	ktls_secret_set(&conn(bio)->tx.secret, s0, 32, "SHA256");
+	F.rekey_err = ENOMEM;	/* FAULT: the second TLS_TX fails */
+	CHECK_EQ(BIO_ctrl(bio, 74, KTLS_CT_HANDSHAKE, NULL), 1);
+	CHECK_EQ(BIO_write(bio, ku, sizeof(ku)), -1);
+	CHECK_EQ(conn(bio)->tx.st.reason, KTLS_R_REKEY_FAILED);
+	CHECK_EQ(conn(bio)->tx.st.err, ENOMEM);
+	CHECK_EQ(BIO_write(bio, "data", 4), -1);
+	BIO_free(bio);
+	close(a);
+	close(b);
+	ktls_secret_wipe(&ref);
+	ktls_keyblock_wipe(&want);
+}
+
+static void case_handshake_walk(void)
+{
+	static const uint8_t coalesced[] = { 4, 0, 0, 2, 9, 9, 24, 0, 0, 1, 0 };
+	static const uint8_t two[] = { 24, 0, 0, 1, 1, 24, 0, 0, 1, 0 };
+	static const uint8_t truncated[] = { 24, 0, 0, 1 };
+	static const uint8_t badval[] = { 24, 0, 0, 1, 2 };
+	static const uint8_t none[] = { 4, 0, 0, 1, 7 };
+	int req = -1;
+
+	CHECK_EQ(ktls_hs_count_keyupdates(coalesced, sizeof(coalesced), &req), 1);
+	CHECK_EQ(req, 0);
+	CHECK_EQ(ktls_hs_count_keyupdates(two, sizeof(two), &req), 2);
+	CHECK_EQ(ktls_hs_count_keyupdates(truncated, sizeof(truncated), NULL), -EBADMSG);
+	CHECK_EQ(ktls_hs_count_keyupdates(badval, sizeof(badval), NULL), -EBADMSG);
+	CHECK_EQ(ktls_hs_count_keyupdates(none, sizeof(none), NULL), 0);
+}
+
+static void case_userspace_accounting(void)
+{
+	static const uint8_t recs[] = { 23, 3, 3, 0, 2, 'x', 'y', 23, 3, 3, 0, 1, 'z' };
+	uint8_t buf[32];
+	int a, b;
+	BIO *bio;
+
+	ktls_sys_set(NULL);
+	tcp_pair(&a, &b);
+	bio = bridge(a, NULL);
+	/* split mid-header and mid-body */
+	CHECK_EQ(BIO_write(bio, recs, 3), 3);
+	CHECK_EQ(BIO_write(bio, recs + 3, 5), 5);
+	CHECK_EQ(BIO_write(bio, recs + 8, sizeof(recs) - 8), (int)sizeof(recs) - 8);
+	CHECK_EQ(conn(bio)->tx.st.records, 2);
+	CHECK_EQ(conn(bio)->tx.st.bytes, sizeof(recs));
+	CHECK_EQ(read(b, buf, sizeof(buf)), (ssize_t)sizeof(recs));
+	BIO_free(bio);
+	close(a);
+	close(b);
+}
+
+static void case_attach_bad_input(void)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	SSL *ssl = SSL_new(ctx);
+	int p[2], u, t, a, b, us[2];
+
+	CHECK_EQ(ktls_conn_attach(NULL, 0, NULL), -EINVAL);
+	CHECK_EQ(ktls_conn_attach(ssl, -1, NULL), -EBADF);
+	t = socket(AF_INET, SOCK_STREAM, 0);
+	close(t);
+	CHECK_EQ(ktls_conn_attach(ssl, t, NULL), -EBADF);	/* closed fd */
+	CHECK_EQ(pipe(p), 0);
+	CHECK_EQ(ktls_conn_attach(ssl, p[0], NULL), -ENOTSOCK);
+	u = socket(AF_INET, SOCK_DGRAM, 0);
+	CHECK_EQ(ktls_conn_attach(ssl, u, NULL), -EPROTOTYPE);
+	CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, us), 0);
+	CHECK_EQ(ktls_conn_attach(ssl, us[0], NULL), -EPROTOTYPE);
+	t = socket(AF_INET, SOCK_STREAM, 0);
+	CHECK_EQ(ktls_conn_attach(ssl, t, NULL), -ENOTCONN);
+	tcp_pair(&a, &b);
+	CHECK_EQ(ktls_conn_attach(ssl, a, NULL), 0);
+	CHECK_EQ(SSL_get_fd(ssl), a);
+	{
+		struct ktls_status st;
+
+		CHECK_EQ(ktls_conn_status(ssl, &st), 0);
+		CHECK_EQ(st.tx.reason, KTLS_R_NOT_OFFERED);
+		CHECK_EQ(ktls_conn_status(ssl, NULL), -EINVAL);
+	}
+	SSL_free(ssl);
+	ssl = SSL_new(ctx);
+	{
+		struct ktls_status st;
+
+		CHECK_EQ(ktls_conn_status(ssl, &st), -EINVAL);	/* no bridge */
+	}
+	SSL_free(ssl);
+	SSL_CTX_free(ctx);
+	close(p[0]);
+	close(p[1]);
+	close(u);
+	close(t);
+	close(us[0]);
+	close(us[1]);
+	close(a);
+	close(b);
+}
+
+int main(void)
+{
+	case_real_kernel();
+	case_contract_basics();
+	case_accept_both();
+	case_faults();
+	case_policy();
+	case_keyupdate();
+	case_handshake_walk();
+	case_userspace_accounting();
+	case_attach_bad_input();
+	ktls_sys_set(NULL);
+	return ktest_done("bio-test");
+}
