@@ -1,0 +1,254 @@
+"""pytest harness for ktls-offload: host tests and qemu VM tests.
+
+Markers: `vm` (needs test/vm/vm-run and boots a guest), `host` (runs on this
+machine; given automatically to every test without `vm`).
+
+Environment:
+  KTLS_VM=0        skip every VM test (quick host-only runs)
+  KTLS_EXPECTED=1  a skip because kTLS or the VM platform is unavailable
+                   becomes a failure (use kTLS_skip() for such skips)
+  KTLS_BUILDDIR    the configured build (default <top>/_build), installed into
+                   each guest by vm-run
+  KTLS_VM_KERNEL, KTLS_VM_CACHE, KTLS_VM_TIMEOUT ...  see test/vm/README
+
+Fixtures: vm_platform (session), vm_run, vm_start, free_port.
+"""
+
+import json
+import os
+import shlex
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+TEST_DIR = os.path.dirname(os.path.abspath(__file__))
+TOP = os.path.dirname(TEST_DIR)
+VM_RUN = os.path.join(TEST_DIR, "vm", "vm-run")
+BUILDDIR = os.environ.get("KTLS_BUILDDIR") or os.path.join(TOP, "_build")
+
+# vm-run's own exit statuses (see test/vm/README).
+VM_EXIT_DMESG = 122
+VM_EXIT_TIMEOUT = 124
+VM_EXIT_PLATFORM = 125
+
+
+def ktls_expected():
+    return os.environ.get("KTLS_EXPECTED") == "1"
+
+
+def ktls_skip(reason):
+    """Skip because kTLS or the VM platform is unavailable; a failure when
+    KTLS_EXPECTED=1 says it must be available."""
+    if ktls_expected():
+        pytest.fail("KTLS_EXPECTED=1, but " + reason, pytrace=False)
+    pytest.skip(reason)
+
+
+def project_built():
+    return os.path.isfile(os.path.join(BUILDDIR, "Makefile"))
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "vm: boots a qemu guest through test/vm/vm-run")
+    config.addinivalue_line("markers", "host: runs on this machine only (the default)")
+
+
+def pytest_collection_modifyitems(config, items):
+    skip_vm = pytest.mark.skip(reason="KTLS_VM=0: VM tests skipped")
+    for item in items:
+        if "vm" in item.keywords:
+            if os.environ.get("KTLS_VM") == "0":
+                item.add_marker(skip_vm)
+        else:
+            item.add_marker(pytest.mark.host)
+
+
+class VMResult(tuple):
+    """(rc, stdout) of one guest run, plus .stderr, .dmesg and .info."""
+
+    def __new__(cls, rc, stdout, stderr="", dmesg="", info=None):
+        self = super().__new__(cls, (rc, stdout))
+        self.rc, self.stdout, self.stderr = rc, stdout, stderr
+        self.dmesg, self.info = dmesg, info or {}
+        return self
+
+
+def _pairs(items):
+    out = []
+    for it in items:
+        if isinstance(it, str):
+            out.append(it)
+        else:
+            a, b = it
+            out.append("%s:%s" % (a, b))
+    return out
+
+
+class VMProcess:
+    """A running vm-run; wait() returns a VMResult and checks the outcome."""
+
+    def __init__(self, command, kernel=None, forwards=(), puts=(), no_modules=(),
+                 timeout=300, project=True, env=(), extra_args=(),
+                 allow_dmesg_warnings=False):
+        self.tmp = tempfile.TemporaryDirectory(prefix="vm-run-")
+        self.json = os.path.join(self.tmp.name, "result.json")
+        self.dmesg_path = os.path.join(self.tmp.name, "dmesg")
+        self.timeout = timeout
+        self.allow_dmesg_warnings = allow_dmesg_warnings
+        args = [VM_RUN, "--timeout", str(timeout), "--result-json", self.json,
+                "--dmesg-out", self.dmesg_path]
+        if kernel:
+            args += ["--kernel", kernel]
+        for f in _pairs(forwards):
+            args += ["--forward", f]
+        for p in _pairs(puts):
+            args += ["--put", p]
+        for m in no_modules:
+            args += ["--no-module", m]
+        for kv in (env.items() if isinstance(env, dict) else env):
+            args += ["--env", kv if isinstance(kv, str) else "%s=%s" % kv]
+        if not project:
+            args.append("--no-project")
+        if allow_dmesg_warnings:
+            args.append("--allow-dmesg-warnings")
+        args += list(extra_args)
+        args.append("--")
+        args += [command] if isinstance(command, str) else list(command)
+        self.args = args
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def wait(self):
+        try:
+            out, err = self.proc.communicate(timeout=self.timeout + 120)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, err = self.proc.communicate()
+            pytest.fail("vm-run did not stop %d s after its own timeout" % 120)
+        out = out.decode(errors="replace")
+        err = err.decode(errors="replace")
+        info, dmesg = {}, ""
+        if os.path.exists(self.json):
+            with open(self.json) as f:
+                info = json.load(f)
+        if os.path.exists(self.dmesg_path):
+            with open(self.dmesg_path, errors="replace") as f:
+                dmesg = f.read()
+        self.tmp.cleanup()
+        status = self.proc.returncode
+        cmd = " ".join(shlex.quote(a) for a in self.args)
+        if info.get("failure") or (not info and status == VM_EXIT_PLATFORM):
+            pytest.fail("VM run failed: %s\n$ %s\n%s" % (info.get("failure"), cmd, err),
+                        pytrace=False)
+        if info.get("dmesg_bad") and not self.allow_dmesg_warnings:
+            pytest.fail("guest dmesg has BUG/WARNING/Oops lines:\n  %s\n$ %s"
+                        % ("\n  ".join(info["dmesg_bad"]), cmd), pytrace=False)
+        rc = info.get("rc", status)
+        return VMResult(rc, out, err, dmesg, info)
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture(scope="session")
+def vm_platform():
+    """Skips (fails under KTLS_EXPECTED=1) unless a guest boots here.
+
+    Returns the probe boot's timing information."""
+    if os.environ.get("KTLS_VM") == "0":
+        pytest.skip("KTLS_VM=0: VM tests skipped")
+    if not os.access(VM_RUN, os.X_OK):
+        ktls_skip("VM platform unavailable: %s is missing" % VM_RUN)
+    if subprocess.run(["sh", "-c", "command -v qemu-system-x86_64"],
+                      stdout=subprocess.DEVNULL).returncode != 0:
+        ktls_skip("VM platform unavailable: qemu-system-x86_64 not installed")
+    with tempfile.TemporaryDirectory() as tmp:
+        j = os.path.join(tmp, "r.json")
+        r = subprocess.run([VM_RUN, "--no-project", "--timeout", "300", "--result-json", j,
+                            "--", "echo ktls-vm-ok"],
+                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, timeout=900)
+        info = {}
+        if os.path.exists(j):
+            with open(j) as f:
+                info = json.load(f)
+    if r.returncode != 0 or r.stdout.strip() != "ktls-vm-ok":
+        ktls_skip("VM platform unavailable: probe boot failed (exit %d):\n%s"
+                  % (r.returncode, r.stderr[-3000:]))
+    return info.get("timing", {})
+
+
+@pytest.fixture
+def vm_start(vm_platform, request):
+    """vm_start(command, ...) -> VMProcess running in the background.
+
+    Same arguments as vm_run; call .wait() for the VMResult."""
+    started = []
+
+    def start(command, kernel=None, forwards=(), puts=(), no_modules=(), timeout=300,
+              project=True, **kw):
+        if project and not project_built():
+            ktls_skip("the project is not built in %s: run scripts/build.sh" % BUILDDIR)
+        p = VMProcess(command, kernel=kernel, forwards=forwards, puts=puts,
+                      no_modules=no_modules, timeout=timeout, project=project, **kw)
+        started.append(p)
+        return p
+    yield start
+    for p in started:
+        p.kill()
+
+
+@pytest.fixture
+def vm_run(vm_start):
+    """vm_run(command, kernel=None, forwards=(), puts=(), no_modules=(), timeout=300,
+    project=True, env=(), extra_args=(), allow_dmesg_warnings=False) -> (rc, stdout).
+
+    command: one string (a shell command line) or a list (an exact argv).
+    forwards: (hostport, guestport) pairs; puts: (hostpath, guestpath) pairs.
+    Fails the test if the guest did not boot, timed out, a module did not
+    load, or the guest's dmesg has BUG/WARNING/Oops lines."""
+    def run(command, **kw):
+        return vm_start(command, **kw).wait()
+    return run
+
+
+def get_free_port():
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def free_port():
+    """free_port() -> a currently free TCP port on 127.0.0.1."""
+    return get_free_port
+
+
+def wait_for_port_data(port, deadline, expect=b""):
+    """Connect to 127.0.0.1:PORT until a connection yields data (the forward
+    accepts before the guest listens, so an empty answer means retry)."""
+    last = None
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                s.settimeout(5)
+                data = b""
+                while True:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                if data and expect in data:
+                    return data
+                last = data
+        except OSError as e:
+            last = e
+        time.sleep(0.2)
+    raise AssertionError("no answer on 127.0.0.1:%d before the deadline (last: %r)"
+                         % (port, last))

@@ -1,0 +1,146 @@
+"""Smoke tests of the VM platform (test/vm): the debian-6.1 guest boots with
+kTLS and the listed modules, has the peer tools, reports exit status, keeps
+stdout and stderr apart, copies --put files, forwards ports, honours
+--no-module, times out, and fails on kernel warnings."""
+
+import hashlib
+import os
+import re
+import subprocess
+import time
+
+import pytest
+
+from conftest import VM_EXIT_DMESG, VM_EXIT_TIMEOUT, VM_RUN, get_free_port, wait_for_port_data
+
+pytestmark = pytest.mark.vm
+
+KERNEL = "debian-6.1"
+MODULES = ["tls", "gcm", "ccm", "aesni_intel", "chacha20poly1305", "virtio_net",
+           "virtio_pci"]
+
+PROBE = r"""
+echo "== uname"; uname -r
+echo "== tls_stat"; cat /proc/net/tls_stat
+echo "== modules"; cut -d' ' -f1 /proc/modules
+echo "== openssl"; openssl version
+echo "== gnutls"; gnutls-cli --version | head -n1
+echo "== tools"; for t in ss strace sha256sum; do command -v $t; done
+echo "== ulp"; cat /proc/sys/net/ipv4/tcp_available_ulp
+echo "== end"
+"""
+
+
+def sections(text):
+    out = {}
+    for m in re.finditer(r"^== (\w+)\n(.*?)(?=^== )", text, re.M | re.S):
+        out[m.group(1)] = m.group(2)
+    return out
+
+
+@pytest.fixture(scope="module")
+def probe(vm_platform):
+    # One boot answers the static questions (module scope: vm_run is per test).
+    from conftest import VMProcess
+    r = VMProcess(PROBE, kernel=KERNEL, project=False, timeout=300).wait()
+    assert r.rc == 0, r.stderr
+    return sections(r.stdout)
+
+
+def test_kernel_is_debian_6_1(probe):
+    assert re.fullmatch(r"6\.1\.\d+-\d+-cloud-amd64\n", probe["uname"])
+
+
+def test_ktls_is_there(probe):
+    assert "TlsCurrTxSw" in probe["tls_stat"]
+    assert "tls" in probe["ulp"].split()
+
+
+def test_modules_loaded(probe):
+    loaded = set(probe["modules"].split())
+    missing = [m for m in MODULES if m not in loaded]
+    assert not missing, "not loaded: %s" % missing
+
+
+def test_peer_tools(probe):
+    assert probe["openssl"].startswith("OpenSSL 3.")
+    assert probe["gnutls"].startswith("gnutls-cli 3.")
+    tools = probe["tools"].split()
+    assert len(tools) == 3 and all(t.startswith("/") for t in tools), tools
+
+
+def test_status_streams_and_put(vm_run, tmp_path):
+    payload = os.urandom(200000)
+    src = tmp_path / "payload.bin"
+    src.write_bytes(payload)
+    want = hashlib.sha256(payload).hexdigest()
+    r = vm_run("sha256sum /data/payload.bin; echo to-stderr >&2; exit 7",
+               kernel=KERNEL, project=False, puts=[(str(src), "/data/payload.bin")])
+    assert r.rc == 7
+    assert r.stdout.split() == [want, "/data/payload.bin"]
+    assert r.stderr.splitlines()[0] == "to-stderr"
+    assert "to-stderr" not in r.stdout
+
+
+def test_argv_is_preserved(vm_run):
+    r = vm_run(["printf", "[%s]\\n", "a b", "$HOME", "it's"], kernel=KERNEL,
+               project=False)
+    assert r.rc == 0
+    assert r.stdout == "[a b]\n[$HOME]\n[it's]\n"
+
+
+def test_forwarded_port(vm_start):
+    host_port = get_free_port()
+    vm = vm_start("echo hello-from-guest | nc -l -p 7000", kernel=KERNEL, project=False,
+                  forwards=[(host_port, 7000)], timeout=180)
+    try:
+        data = wait_for_port_data(host_port, time.time() + 150, b"hello-from-guest")
+    finally:
+        r = vm.wait()
+    assert data.strip() == b"hello-from-guest"
+    assert r.rc == 0
+
+
+def test_no_module(vm_run):
+    r = vm_run("cut -d' ' -f1 /proc/modules; modprobe chacha20poly1305 2>/dev/null;"
+               " echo modprobe=$?", kernel=KERNEL, project=False,
+               no_modules=["chacha20poly1305"])
+    lines = r.stdout.split()
+    assert "chacha20poly1305" not in lines
+    assert "tls" in lines and "gcm" in lines
+    assert "modprobe=0" not in lines
+
+
+def test_timeout(vm_platform):
+    t0 = time.time()
+    r = subprocess.run([VM_RUN, "--kernel", KERNEL, "--no-project", "--timeout", "20",
+                        "--", "sleep 600"], stdin=subprocess.DEVNULL,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == VM_EXIT_TIMEOUT, r.stderr
+    assert "timed out" in r.stderr
+    assert time.time() - t0 < 60
+
+
+def test_dmesg_warning_fails(vm_platform):
+    r = subprocess.run([VM_RUN, "--kernel", KERNEL, "--no-project", "--",
+                        "echo 'WARNING: injected by test_vm_smoke' >/dev/kmsg"],
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300)
+    assert r.returncode == VM_EXIT_DMESG, r.stderr
+    assert "WARNING: injected by test_vm_smoke" in r.stderr
+
+
+def test_crypto_selftests_pass(vm_run):
+    # Normal boots skip the kernel's crypto self-tests for speed; run them once
+    # here so a TCG emulation bug in AES-NI/AVX would still be caught.
+    r = vm_run("grep -c . /proc/crypto", kernel=KERNEL, project=False,
+               extra_args=["--crypto-selftests"])
+    assert r.rc == 0
+    assert "cryptomgr.notests" not in r.dmesg
+    assert not re.search(r"alg: .*fail", r.dmesg)
+    assert int(r.stdout) > 0
+
+
+def test_project_on_path(vm_run):
+    # Needs scripts/build.sh to have run; vm_run skips otherwise.
+    r = vm_run("command -v ktls-probe", kernel=KERNEL)
+    assert r.rc == 0 and r.stdout.strip().endswith("/bin/ktls-probe")
