@@ -34,5 +34,8 @@
 #define KTLS_PARAM_CAP_CIPHERS_RX12   "ktls-cap-ciphers-rx12"
 #define KTLS_PARAM_CAP_CIPHERS_TX13   "ktls-cap-ciphers-tx13"
 #define KTLS_PARAM_CAP_CIPHERS_RX13   "ktls-cap-ciphers-rx13"
+#define KTLS_PARAM_CAP_ZEROCOPY_SENDFILE "ktls-cap-zerocopy-sendfile" /* int 0/1 */
+#define KTLS_PARAM_CAP_RX_EXPECT_NO_PAD  "ktls-cap-rx-expect-no-pad"  /* int 0/1 */
+#define KTLS_PARAM_CAP_NIC_OFFLOAD    "ktls-cap-nic-offload"    /* utf8 "eth0=tx+rx eth1=tx", "" if none */
 
 #endif
