@@ -17,6 +17,8 @@
 #                 incremental work, selftests and `make headers_install`)
 #
 # stdout: the bzImage path as the last line.  Diagnostics go to stderr.
+# Next to the bzImage: config, source-version, headers/include (patched UAPI
+# headers) and tls-selftest (static tools/testing/selftests/net/tls.c).
 # Environment: KTLS_KERNEL_CACHE (default ${XDG_CACHE_HOME:-$HOME/.cache}/
 # ktls-offload/kernel), KTLS_KERNEL_SRC (tarball; default
 # /usr/src/linux-source-6.12.tar.xz), KTLS_KERNEL_JOBS (default nproc).
@@ -94,6 +96,14 @@ fi
 [ "$print_only" = 1 ] && exit 1
 
 mkdir -p "$cache"
+# One build per key at a time: concurrent callers wait, then reuse it.
+if [ -z "${KTLS_KERNEL_LOCKED:-}" ] && command -v flock >/dev/null; then
+	KTLS_KERNEL_LOCKED=1 exec flock "$cache/.lock-$variant-$key" "$0" "$@"
+fi
+if [ -f "$image" ]; then
+	echo "$image"
+	exit 0
+fi
 tree="$out.tree"
 rm -rf "$tree" "$out.tmp"
 mkdir -p "$tree"
@@ -150,6 +160,15 @@ make -C "$tree" -j"$jobs" bzImage >"$tree/.build.log" 2>&1 || {
 
 mkdir -p "$out.tmp"
 cp "$tree/arch/x86/boot/bzImage" "$out.tmp/bzImage"
+
+# Beside the image: the patched UAPI headers and the static net/tls
+# selftest binary, for the guest tests (test/test_kernel_series.py).
+log "installing headers, building the static tls selftest"
+make -C "$tree" -s headers_install INSTALL_HDR_PATH="$out.tmp/headers" >&2 ||
+	die "make headers_install failed"
+gcc -static -O2 -Wall -pthread -I"$out.tmp/headers/include" \
+	-o "$out.tmp/tls-selftest" "$tree/tools/testing/selftests/net/tls.c" >&2 ||
+	die "cannot build the tls selftest (gcc -static)"
 cp "$tree/.config" "$out.tmp/config"
 echo "$version" >"$out.tmp/source-version"
 rm -rf "$out"

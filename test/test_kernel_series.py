@@ -1,0 +1,144 @@
+"""The kernel/ patch series (TLS 1.3 rekey + pre-staged keys) in a guest.
+
+Boots the `patched-6.12` flavour (kernel/build.sh; the first run builds the
+kernel, ~5-6 min on 2 cores) and runs:
+  * the net/tls kselftest of the patched tree (static binary built by
+    kernel/build.sh), every test must pass except the exclusions below;
+  * kernel/tests/rekey-stress.c: both directions sending and receiving while
+    re-keying thousands of times (staged and not), dmesg must stay clean;
+  * with KTLS_KASAN=1 only: the same on the KASAN + kmemleak build.
+
+Exclusions (see kernel/README): the cipher variants the config does not
+enable (SM4, ARIA).
+"""
+
+import os
+import re
+import subprocess
+
+import pytest
+
+from conftest import ktls_skip
+
+TEST_DIR = os.path.dirname(os.path.abspath(__file__))
+TOP = os.path.dirname(TEST_DIR)
+BUILD = os.path.join(TOP, "kernel", "build.sh")
+STRESS_SRC = os.path.join(TOP, "kernel", "tests", "rekey-stress.c")
+
+# Fixture variants whose cipher kernel/config.fragment leaves out.
+EXCLUDED_VARIANTS = ("13_sm4_gcm", "13_sm4_ccm", "12_aria_gcm", "12_aria_gcm_256")
+# Tests of our series that must be present and pass (for each TLS 1.3 variant).
+REQUIRED = ("rekey", "rekey_fail", "rekey_poll_pending", "rekey_stage_rx",
+            "rekey_stage_tx", "rekey_stage_many", "rekey_stage_fail",
+            "rekey_stage_replace", "rekey_stage_close", "rekey_stage_while_pending",
+            "rekey_keyupdate_mid_record", "rekey_keyupdate_split",
+            "rekey_keyupdate_split_body", "rekey_keyupdate_two_in_record",
+            "rekey_tx_msg_more", "rekey_stage_epoll", "rekey_stage_poll_pending")
+
+pytestmark = pytest.mark.vm
+
+
+def build_kernel(kasan=False):
+    """Directory of the built (cached) image, headers and selftest."""
+    if not os.access(BUILD, os.X_OK):
+        ktls_skip("kernel/build.sh is missing")
+    args = [BUILD] + (["--kasan"] if kasan else [])
+    r = subprocess.run(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True, timeout=3600)
+    if r.returncode != 0:
+        pytest.fail("kernel/build.sh failed:\n" + r.stderr[-4000:], pytrace=False)
+    return os.path.dirname(r.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="session")
+def patched_kernel():
+    return build_kernel()
+
+
+def build_stress(outdir, kdir):
+    exe = os.path.join(outdir, "rekey-stress")
+    subprocess.run(["gcc", "-static", "-O2", "-Wall", "-pthread",
+                    "-I", os.path.join(kdir, "headers", "include"),
+                    "-o", exe, STRESS_SRC], check=True)
+    return exe
+
+
+def parse_tap(out):
+    """{test name: 'ok' | 'skip' | 'fail'} from kselftest harness output."""
+    res = {}
+    for line in out.splitlines():
+        m = re.match(r"^(not ok|ok) \d+ (\S+)(.*)$", line)
+        if not m:
+            continue
+        status = "ok" if m.group(1) == "ok" else "fail"
+        if "# SKIP" in m.group(3):
+            status = "skip"
+        res[m.group(2)] = status
+    return res
+
+
+def excluded(name):
+    parts = name.split(".")
+    return len(parts) == 3 and parts[1] in EXCLUDED_VARIANTS
+
+
+def run_selftests(vm_run, kdir, extra_env=()):
+    r = vm_run("/root/tls-selftest", kernel="patched-6.12", project=False,
+               puts=[(os.path.join(kdir, "tls-selftest"), "/root/tls-selftest")],
+               timeout=1500)
+    res = parse_tap(r.stdout)
+    assert res, "no kselftest results:\n" + r.stdout[-3000:] + r.stderr[-2000:]
+    failed = sorted(n for n, s in res.items() if s == "fail" and not excluded(n))
+    assert not failed, "failed: %s\n%s" % (failed, r.stdout[-6000:])
+    for t in REQUIRED:
+        for v in ("13_aes_gcm", "13_chacha", "13_aes_ccm", "13_aes_gcm_256"):
+            name = "tls.%s.%s" % (v, t)
+            assert res.get(name) == "ok", "%s: %s" % (name, res.get(name))
+    return res, r
+
+
+def test_tls_selftests(vm_run, patched_kernel):
+    res, r = run_selftests(vm_run, patched_kernel)
+    n_ok = sum(1 for s in res.values() if s == "ok")
+    n_ex = sum(1 for n in res if excluded(n))
+    print("tls selftests: %d ok, %d excluded (SM4/ARIA), %d total"
+          % (n_ok, n_ex, len(res)))
+
+
+def test_rekey_stress(vm_run, patched_kernel, tmp_path):
+    exe = build_stress(str(tmp_path), patched_kernel)
+    r = vm_run("/root/rekey-stress 3000 7 && grep -i rekey\\|staged /proc/net/tls_stat",
+               kernel="patched-6.12", project=False,
+               puts=[(exe, "/root/rekey-stress")], timeout=900)
+    assert r.rc == 0, r.stdout + r.stderr[-3000:]
+    assert "PASS" in r.stdout
+    stats = dict(re.findall(r"^(Tls\w+)\s+(\d+)$", r.stdout, re.M))
+    assert int(stats["TlsRxRekeyReceived"]) == 6000
+    assert int(stats["TlsTxStagedSwitch"]) > 0 and int(stats["TlsRxStagedSwitch"]) > 0
+    assert int(stats["TlsTxRekeyError"]) == 0 and int(stats["TlsRxRekeyError"]) == 0
+
+
+@pytest.mark.skipif(os.environ.get("KTLS_KASAN") != "1",
+                    reason="KASAN run is slow: set KTLS_KASAN=1")
+def test_kasan_kmemleak(vm_run, tmp_path, monkeypatch):
+    kdir = build_kernel(kasan=True)
+    monkeypatch.setenv("KTLS_VM_KASAN", "1")
+    exe = build_stress(str(tmp_path), kdir)
+    cmd = ("/root/tls-selftest -f tls >/root/selftest.out 2>&1; "
+           "echo selftest-rc=$?; grep -c '^ok' /root/selftest.out; "
+           "grep '^not ok' /root/selftest.out; "
+           "/root/rekey-stress 500 3 || echo stress-failed; "
+           "echo scan >/sys/kernel/debug/kmemleak; sleep 6; "
+           "echo scan >/sys/kernel/debug/kmemleak; "
+           "echo kmemleak-begin; cat /sys/kernel/debug/kmemleak; echo kmemleak-end")
+    r = vm_run(cmd, kernel="patched-6.12", project=False, timeout=3000,
+               puts=[(os.path.join(kdir, "tls-selftest"), "/root/tls-selftest"),
+                     (exe, "/root/rekey-stress")],
+               extra_args=["--memory", "2048"])
+    print(r.stdout)
+    assert "stress-failed" not in r.stdout
+    bad = [l for l in r.stdout.splitlines() if l.startswith("not ok")
+           and not excluded(l.split()[3] if len(l.split()) > 3 else "")]
+    assert not bad, bad
+    leaks = r.stdout.split("kmemleak-begin", 1)[1].split("kmemleak-end", 1)[0]
+    assert "unreferenced object" not in leaks, leaks[:4000]
