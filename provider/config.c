@@ -245,14 +245,19 @@ static int config_apply_key(struct ktls_provctx *pc, enum cfg_key k, const char 
 		return 0;
 	case CFG_CIPHERS:
 		if (parse_ciphers(v, &mask, bad, sizeof(bad)) < 0) {
-			size_t len;
+			size_t i, len = 0;
 
-			len = (size_t)snprintf(accepted, sizeof(accepted), "ALL or a "
-					       "colon-separated list of ");
-			ktls_prov_cipher_list((uint32_t)((1ull << ktls_cipher_count()) - 1),
-					      accepted + len, sizeof(accepted) - len);
+			for (i = 0; i < ktls_cipher_count(); i++) {
+				int n = snprintf(accepted + len, sizeof(accepted) - len, "%s%s",
+						 i ? ", " : "", ktls_cipher_at(i)->name);
+
+				if (n < 0 || (size_t)n >= sizeof(accepted) - len)
+					break;
+				len += (size_t)n;
+			}
 			KTLS_PROV_RAISE(pc, KTLS_PROV_R_BAD_VALUE,
-					"ktls: ciphers = \"%.100s\" is invalid (%s \"%s\"); accepted: %s",
+					"ktls: ciphers = \"%.100s\" is invalid (%s \"%s\"); accepted: "
+					"ALL or a colon-separated list of %s",
 					v, bad[0] ? "unknown cipher" : "empty name in", bad[0] ? bad : v,
 					accepted);
 			return -EINVAL;
