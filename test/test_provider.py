@@ -364,3 +364,31 @@ def test_stock_openssl_interop(tmp_path, certs, version):
     assert hashlib.sha256(body).hexdigest() == want
     assert b"ktls-provider: activated" in err
     assert b"ktls-provider: error" not in err + cli.stderr
+
+
+# ------------------------------------------------- documentation stays true
+
+MAN = os.path.join(ph.TOP, "man", "ktls-provider.7")
+EXAMPLE = os.path.join(ph.TOP, "provider", "ktls.cnf.example")
+KEYS = BOOL_KEYS + ["ciphers", "tls13", "keyupdate_records", "storm_limit", "debug"]
+
+
+def test_example_config_loads_with_the_defaults():
+    r, provs = ph.list_providers(EXAMPLE)
+    assert provs["ktls"]["status"] == "active", r.stderr
+    assert provs["default"]["status"] == "active"
+    params = ph.provider_params(EXAMPLE)
+    for k, v in ph.DEFAULTS.items():
+        assert params[k] == v, k
+
+
+def test_man_page_documents_every_key_and_param(tmp_path):
+    with open(MAN) as f:
+        man = f.read().replace("\\-", "-")
+    for key in KEYS:
+        section = man.split("\n.B %s\n" % key, 1)
+        assert len(section) == 2, key
+        entry = section[1].split("\n.TP\n", 1)[0]
+        assert "Default:" in entry and "Example:" in entry, key
+    for param in ph.provider_params(ph.write_conf(tmp_path)):
+        assert param in man, param
