@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 #include <openssl/err.h>
@@ -30,6 +31,8 @@ struct client_opts {
 	bool json;
 	enum xfer_mode mode;
 	const char *cafile, *servername;
+	const char *request;	/* sent first in recv mode */
+	FILE *output;		/* received bytes go here too */
 	int timeout;
 	const char *host, *port;
 };
@@ -45,6 +48,9 @@ static void usage(FILE *f)
 		"                            needs ktls-serve --echo)\n"
 		"  --mode send               only send N bytes, print their sha256\n"
 		"  --mode recv               read until the peer closes, print the sha256\n"
+		"  --request STRING          recv mode: send STRING first (\\r \\n understood),\n"
+		"                            e.g. an HTTP GET\n"
+		"  --output FILE             also write the received bytes to FILE\n"
 		"  --keyupdate-every R       send a TLS 1.3 KeyUpdate every R records written\n"
 		"  --keyupdate-requested     ... asking the peer to update too\n"
 		"  --cafile FILE             verify the server against FILE (default: no check)\n"
@@ -74,6 +80,23 @@ static int parse_size(const char *s, uint64_t *out)
 		return -1;
 	*out = v;
 	return 0;
+}
+
+/* "\r" and "\n" escapes, in place. */
+static char *unescape(char *s)
+{
+	char *r = s, *w = s;
+
+	for (; *r; r++) {
+		if (r[0] == '\\' && (r[1] == 'r' || r[1] == 'n')) {
+			*w++ = r[1] == 'r' ? '\r' : '\n';
+			r++;
+		} else {
+			*w++ = *r;
+		}
+	}
+	*w = 0;
+	return s;
 }
 
 static int connect_to(const char *host, const char *port)
@@ -163,6 +186,10 @@ static int run(SSL *ssl, int fd, const struct client_opts *o, struct xfer *x)
 			n = SSL_read(ssl, rbuf, sizeof(rbuf));
 			if (n > 0) {
 				EVP_DigestUpdate(x->md_in, rbuf, (size_t)n);
+				if (o->output && fwrite(rbuf, 1, (size_t)n, o->output) != (size_t)n) {
+					x->error = "writing --output failed";
+					return -1;
+				}
 				x->recvd += (uint64_t)n;
 				progress = true;
 				if (o->mode == MODE_ECHO && x->recvd >= o->bytes)
@@ -214,6 +241,8 @@ int main(int argc, char **argv)
 		{ "keyupdate-requested", no_argument, NULL, 'U' },
 		{ "mode", required_argument, NULL, 'm' },
 		{ "cafile", required_argument, NULL, 'C' },
+		{ "request", required_argument, NULL, 'R' },
+		{ "output", required_argument, NULL, 'o' },
 		{ "servername", required_argument, NULL, 'S' },
 		{ "timeout", required_argument, NULL, 't' },
 		{ "json", no_argument, NULL, 'j' },
@@ -262,6 +291,14 @@ int main(int argc, char **argv)
 			}
 			break;
 		case 'C': o.cafile = optarg; break;
+		case 'R': o.request = unescape(optarg); break;
+		case 'o':
+			o.output = fopen(optarg, "wb");
+			if (!o.output) {
+				fprintf(stderr, "%s: --output %s: %s\n", prog, optarg, strerror(errno));
+				return 2;
+			}
+			break;
 		case 'S': o.servername = optarg; break;
 		case 't': o.timeout = atoi(optarg); break;
 		case 'j': o.json = true; break;
@@ -302,6 +339,14 @@ int main(int argc, char **argv)
 		app_ssl_errors(prog, "TLS handshake");
 		return 3;
 	}
+	if (o.request && (o.mode != MODE_RECV ||
+			  SSL_write(ssl, o.request, (int)strlen(o.request)) <= 0)) {
+		if (o.mode != MODE_RECV)
+			fprintf(stderr, "%s: --request needs --mode recv\n", prog);
+		else
+			app_ssl_errors(prog, "sending --request");
+		return 2;
+	}
 	x.md_out = EVP_MD_CTX_new();
 	x.md_in = EVP_MD_CTX_new();
 	if (!x.md_out || !x.md_in || !EVP_DigestInit_ex(x.md_out, EVP_sha256(), NULL) ||
@@ -316,7 +361,21 @@ int main(int argc, char **argv)
 		else if (errno)
 			fprintf(stderr, "%s: last error: %s\n", prog, strerror(errno));
 	} else {
-		SSL_shutdown(ssl);
+		/* Wait for the peer to finish: closing with its KeyUpdates or
+		 * tickets unread would reset the connection and lose our data. */
+		struct timeval tv = { .tv_sec = o.timeout };
+		char sink[4096];
+
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		if (SSL_shutdown(ssl) == 0)
+			while (SSL_read(ssl, sink, sizeof(sink)) > 0)
+				;
+		/* libssl may stop early (it will not answer a KeyUpdate after
+		 * close_notify): read on to EOF so that close() sends no RST. */
+		ERR_clear_error();
+		shutdown(fd, SHUT_WR);
+		while (read(fd, sink, sizeof(sink)) > 0)
+			;
 	}
 	app_sha256_hex(x.md_out, out_hex);
 	app_sha256_hex(x.md_in, in_hex);
@@ -342,6 +401,8 @@ int main(int argc, char **argv)
 			(unsigned long long)x.kus, rc ? "FAILED" : "ok");
 		app_print_status(stderr, "  ", ssl);
 	}
+	if (o.output && fclose(o.output))
+		rc = 1;
 	EVP_MD_CTX_free(x.md_out);
 	EVP_MD_CTX_free(x.md_in);
 	SSL_free(ssl);

@@ -1,0 +1,92 @@
+"""Helpers shared by the host tests: the build's tools, certificates,
+ports, and stock OpenSSL peers."""
+
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import time
+
+TEST_DIR = os.path.dirname(os.path.abspath(__file__))
+TOP = os.path.dirname(TEST_DIR)
+BUILDDIR = os.environ.get("KTLS_BUILDDIR") or os.path.join(TOP, "_build")
+APPS = os.path.join(BUILDDIR, "apps")
+
+
+def app(name):
+    path = os.path.join(APPS, name)
+    if not os.access(path, os.X_OK):
+        raise RuntimeError("%s is not built: run scripts/build.sh first" % path)
+    return path
+
+
+def host_has_ktls():
+    """True when this machine's kernel offers kTLS (then the host tests
+    that assert the fallback reasons do not apply)."""
+    out = subprocess.run([app("ktls-probe"), "--json"], capture_output=True, check=True)
+    return json.loads(out.stdout)["ulp"]["available"]
+
+
+def make_cert(directory, cn="localhost", kind="ec"):
+    key = os.path.join(directory, "key.pem")
+    cert = os.path.join(directory, "cert.pem")
+    if not os.path.exists(cert):
+        newkey = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"] if kind == "ec" \
+            else ["-newkey", "rsa:2048"]
+        subprocess.run(["openssl", "req", "-x509", *newkey, "-nodes", "-keyout", key,
+                        "-out", cert, "-subj", "/CN=" + cn, "-days", "7"],
+                       check=True, capture_output=True)
+    return cert, key
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def listening(port):
+    """Is something listening on this TCP port?  (Reads /proc/net/tcp*,
+    so it does not use up a connection of a one-shot server.)"""
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(name) as f:
+                next(f)
+                for line in f:
+                    fields = line.split()
+                    if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                        return True
+        except OSError:
+            pass
+    return False
+
+
+def wait_port(port, proc=None, timeout=20.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError("server exited early (status %s)" % proc.returncode)
+        if listening(port):
+            return
+        time.sleep(0.02)
+    raise RuntimeError("nothing listens on port %d after %.0f s" % (port, timeout))
+
+
+def sha256(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def payload_lines(nbytes, seed=1):
+    """Text lines safe for s_client/s_server's stdin: none starts with a
+    command letter (Q, R, k, K ...), so every byte is data."""
+    lines = []
+    total = 0
+    i = 0
+    while total < nbytes:
+        digest = hashlib.sha256(b"%d:%d" % (seed, i)).hexdigest()
+        line = ("D%08d " % i + digest * 3 + "\n").encode()
+        lines.append(line)
+        total += len(line)
+        i += 1
+    return lines

@@ -1,0 +1,284 @@
+"""Host interop: the bridge's apps against stock OpenSSL peers.
+
+This machine's kernel has no kTLS, so everything here runs the FALLBACK
+path (userspace records, with the reason recorded); the VM tests prove the
+kernel path.  Every transfer is checked byte for byte (sha256 both ends).
+"""
+
+import json
+import os
+import subprocess
+import threading
+import time
+
+import pytest
+
+from helpers import (app, free_port, host_has_ktls, make_cert, payload_lines, sha256,
+                     wait_port)
+
+pytestmark = pytest.mark.host
+
+TLS12 = ["ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384",
+         "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-ECDSA-AES128-CCM"]
+TLS13 = ["TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384",
+         "TLS_CHACHA20_POLY1305_SHA256", "TLS_AES_128_CCM_SHA256"]
+ALL13 = ":".join(TLS13)
+CASES = [("1.2", c) for c in TLS12] + [("1.3", c) for c in TLS13]
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    return make_cert(str(tmp_path_factory.mktemp("certs")))
+
+
+@pytest.fixture(scope="module")
+def fallback_only():
+    if host_has_ktls():
+        pytest.skip("this host kernel has kTLS: the fallback-reason checks do not apply")
+
+
+def version_args(version, cipher, ours):
+    if version == "1.2":
+        return (["--tls1_2", "--cipher", cipher] if ours
+                else ["-tls1_2", "-cipher", cipher])
+    return (["--tls1_3", "--ciphersuites", cipher] if ours
+            else ["-tls1_3", "-ciphersuites", cipher])
+
+
+def start_serve(certs, *extra):
+    cert, key = certs
+    port = free_port()
+    proc = subprocess.Popen([app("ktls-serve"), "--cert", cert, "--key", key,
+                             "--port", str(port), "--json", "--verbose", *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_port(port, proc)
+    return proc, port
+
+
+def finish(proc, timeout=60):
+    out, err = proc.communicate(timeout=timeout)
+    return out.decode(), err.decode()
+
+
+def test_probe_reports_why_no_offload(fallback_only):
+    out = subprocess.run([app("ktls-probe"), "--json"], capture_output=True, check=True)
+    caps = json.loads(out.stdout)
+    assert caps["kernel"] == os.uname().release
+    assert caps["ulp"]["available"] is False
+    reason = caps["ulp"]["reason"]
+    assert reason.startswith("E") and reason != "ok"
+    assert caps["rekey"] is False and caps["prestage"] is False
+    names = {c["name"] for c in caps["ciphers"]}
+    assert names == {"AES-128-GCM", "AES-256-GCM", "AES-128-CCM", "CHACHA20-POLY1305",
+                     "SM4-GCM", "SM4-CCM", "ARIA-128-GCM", "ARIA-256-GCM"}
+    assert len(caps["ciphers"]) == 16
+    for c in caps["ciphers"]:
+        assert c["tx"] == reason and c["rx"] == reason
+    assert "lo" in {n["name"] for n in caps["nics"]}
+    human = subprocess.run([app("ktls-probe")], capture_output=True, check=True, text=True)
+    assert "UNAVAILABLE (%s" % reason in human.stdout
+
+
+def test_probe_usage():
+    assert subprocess.run([app("ktls-probe"), "--help"], capture_output=True).returncode == 0
+    bad = subprocess.run([app("ktls-probe"), "--bogus"], capture_output=True, text=True)
+    assert bad.returncode == 1 and "Usage" in bad.stderr
+
+
+@pytest.mark.parametrize("version,cipher", CASES)
+def test_serve_with_stock_s_client(certs, fallback_only, version, cipher):
+    """ktls-serve --echo <-> openssl s_client; TLS 1.3 gets k/K KeyUpdates."""
+    serve, port = start_serve(certs, "--echo", "--max-conns", "1",
+                              *(["--ciphersuites", ALL13] if version == "1.3"
+                                else ["--cipher", cipher]))
+    lines = payload_lines(1 << 20, seed=len(cipher))
+    expect = b"".join(lines)
+    client = subprocess.Popen(["openssl", "s_client", "-connect", "127.0.0.1:%d" % port,
+                               "-quiet", "-no_ign_eof", *version_args(version, cipher, False)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE)
+    # s_client takes a command only when its stdin read starts with it, so
+    # each k/K goes alone, after the echo of everything before it is back.
+    got = bytearray()
+    cmds = 0
+    step = 500
+    for seg in range(0, len(lines), step):
+        chunk = b"".join(lines[seg:seg + step])
+        client.stdin.write(chunk)
+        client.stdin.flush()
+        want = len(got) + len(chunk)
+        while len(got) < want:
+            b = client.stdout.read1(65536)
+            if not b:
+                break
+            got += b
+        if version == "1.3" and seg + step < len(lines):
+            client.stdin.write(b"K\n" if cmds % 2 else b"k\n")
+            client.stdin.flush()
+            cmds += 1
+            time.sleep(0.05)
+    client.stdin.close()
+    client.wait(30)
+    cerr = client.stderr.read().decode()
+    out, err = finish(serve)
+    assert sha256(bytes(got)) == sha256(expect), "echo differs; s_client: " + cerr[-500:]
+    res = json.loads(out.strip().splitlines()[-1])
+    assert res["ok"] is True, err
+    assert res["sha256_in"] == sha256(expect)
+    assert res["protocol"] == ("TLSv1.2" if version == "1.2" else "TLSv1.3")
+    assert res["status"]["tx"]["mode"] == "userspace"
+    if cipher == "TLS_AES_128_CCM_SHA256":
+        # OpenSSL 3.0 does not offer kTLS keys for TLS 1.3 AES-CCM at all
+        assert res["status"]["tx"]["reason_code"] == "not-offered"
+    else:
+        assert res["status"]["tx"]["reason_code"] == "ulp-unavailable"
+    if version == "1.2":
+        assert res["status"]["rx"]["reason_code"] == "ulp-unavailable"
+    else:
+        # OpenSSL 3.0 never offers TLS 1.3 receive keys
+        assert res["status"]["rx"]["reason_code"] in ("not-offered", "ulp-unavailable")
+        assert cerr.count("KEYUPDATE") == cmds and cmds > 0
+
+
+def s_server(certs, port, version, cipher, *extra, cwd=None):
+    cert, key = certs
+    proc = subprocess.Popen(["openssl", "s_server", "-accept", "127.0.0.1:%d" % port,
+                             "-cert", cert, "-key", key, "-naccept", "1",
+                             *version_args(version, cipher, False), *extra],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd=cwd)
+    wait_port(port, proc)
+    return proc
+
+
+@pytest.mark.parametrize("version,cipher", CASES)
+def test_client_sends_to_stock_s_server(certs, fallback_only, version, cipher):
+    """ktls-client --mode send -> openssl s_server -quiet (writes what it gets
+    to stdout); TLS 1.3 with a KeyUpdate(update_requested) every 8 records,
+    so s_server answers with KeyUpdates of its own."""
+    nbytes = 1 << 20
+    port = free_port()
+    server = s_server(certs, port, version, cipher, "-quiet")
+    sout = bytearray()
+
+    def drain():
+        for chunk in iter(lambda: server.stdout.read1(65536), b""):
+            sout.extend(chunk)
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    args = [app("ktls-client"), "--json", "--mode", "send", "--bytes", str(nbytes),
+            *version_args(version, cipher, True), "127.0.0.1:%d" % port]
+    if version == "1.3":
+        args[1:1] = ["--keyupdate-every", "8", "--keyupdate-requested"]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    # s_server drops the connection at stdin EOF: close it only once
+    # everything the client sent has come out (or the server is gone)
+    end = time.monotonic() + 30
+    while len(sout) < nbytes and server.poll() is None and time.monotonic() < end:
+        time.sleep(0.02)
+    server.stdin.close()
+    server.wait(30)
+    reader.join(30)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert res["ok"] is True and res["bytes_sent"] == nbytes
+    assert sha256(bytes(sout)) == res["sha256_sent"], "s_server saw %d bytes" % len(sout)
+    if version == "1.3":
+        assert res["keyupdates_sent"] == nbytes // 16384 // 8
+    assert res["status"]["tx"]["reason_code"] == (
+        "not-offered" if cipher == "TLS_AES_128_CCM_SHA256" else "ulp-unavailable")
+
+
+@pytest.mark.parametrize("version,cipher", CASES)
+def test_client_receives_from_stock_s_server(certs, fallback_only, version, cipher, tmp_path):
+    """openssl s_server -WWW -> ktls-client --mode recv: a 2 MiB file, byte
+    for byte, through the bridge's receive path."""
+    body = os.urandom(2 << 20)
+    (tmp_path / "blob.bin").write_bytes(body)
+    port = free_port()
+    server = s_server(certs, port, version, cipher, "-WWW", cwd=str(tmp_path))
+    got = tmp_path / "got.bin"
+    args = [app("ktls-client"), "--json", "--mode", "recv", "--request",
+            "GET /blob.bin HTTP/1.0\\r\\n\\r\\n", "--output", str(got),
+            *version_args(version, cipher, True), "127.0.0.1:%d" % port]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    server.stdin.close()
+    server.wait(30)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    data = got.read_bytes()
+    head, _, rest = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.0 200")
+    assert sha256(rest) == sha256(body)
+    assert res["sha256_received"] == sha256(data) and res["bytes_received"] == len(data)
+    assert res["status"]["rx"]["mode"] == "userspace"
+
+
+def test_policy_overrides_change_the_reason(certs, fallback_only):
+    serve, port = start_serve(certs, "--echo", "--max-conns", "2")
+    r = subprocess.run([app("ktls-client"), "--json", "--no-offload", "--tls1_2",
+                        "127.0.0.1:%d" % port], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    st = json.loads(r.stdout)["status"]
+    assert st["tx"]["reason_code"] == "policy-off" and st["rx"]["reason_code"] == "policy-off"
+    r = subprocess.run([app("ktls-client"), "--json", "--tls13-offload", "never", "--tls1_3",
+                        "127.0.0.1:%d" % port], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["status"]["tx"]["reason_code"] == "tls13-never"
+    finish(serve)
+
+
+def test_static_file_without_kernel_tx(certs, fallback_only, tmp_path):
+    """ktls-serve --root: SSL_sendfile needs kernel TX, so here the file goes
+    out through SSL_write, byte for byte."""
+    import ssl
+    import socket
+    root = tmp_path / "www"
+    root.mkdir()
+    body = os.urandom(3 << 20)
+    (root / "blob.bin").write_bytes(body)
+    serve, port = start_serve(certs, "--root", str(root), "--max-conns", "2")
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+
+    def get(path):
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as raw:
+            with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+                s.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+                resp = bytearray()
+                while True:
+                    b = s.recv(65536)
+                    if not b:
+                        break
+                    resp += b
+        head, _, rest = bytes(resp).partition(b"\r\n\r\n")
+        return head, rest
+
+    head, rest = get(b"/blob.bin")
+    assert head.startswith(b"HTTP/1.1 200") and sha256(rest) == sha256(body)
+    head, _ = get(b"/../etc/passwd")
+    assert head.startswith(b"HTTP/1.1 403")
+    out, _ = finish(serve)
+    first = json.loads(out.splitlines()[0])
+    assert first["sendfile"] is False and first["bytes"] == len(body)
+
+
+def test_bad_invocations(certs, tmp_path):
+    r = subprocess.run([app("ktls-client"), "nohostport"], capture_output=True, text=True)
+    assert r.returncode == 2 and "HOST:PORT" in r.stderr
+    r = subprocess.run([app("ktls-client"), "127.0.0.1:%d" % free_port()],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 3 and "connect" in r.stderr
+    r = subprocess.run([app("ktls-client"), "--bytes", "lots", "127.0.0.1:1"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2
+    r = subprocess.run([app("ktls-serve"), "--echo"], capture_output=True, text=True)
+    assert r.returncode == 2 and "--cert and --key are required" in r.stderr
+    bogus = tmp_path / "bogus.pem"
+    bogus.write_text("not a certificate\n")
+    r = subprocess.run([app("ktls-serve"), "--cert", str(bogus), "--key", str(bogus),
+                        "--port", "0", "--max-conns", "1"], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 1 and "--cert/--key" in r.stderr

@@ -1,0 +1,188 @@
+// SPDX-License-Identifier: MIT
+/*
+ * conn-test: a real TLS 1.2 and 1.3 handshake through two bridges over
+ * loopback TCP on this host (fallback path: the host kernel has no kTLS).
+ * Checks that the application's own key-log callback still fires after
+ * ktls_ctx_setup(), that the bridge captured both directions' TLS 1.3
+ * traffic secrets, that data and KeyUpdates flow, and that the probe cache is shared across threads.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include "internal.h"
+#include "ktest.h"
+
+static int app_lines;
+static int app_secret_lines;
+
+static void app_keylog(const SSL *ssl, const char *line)
+{
+	(void)ssl;
+	app_lines++;
+	if (strstr(line, "TRAFFIC_SECRET_0"))
+		app_secret_lines++;
+}
+
+static void tcp_pair(int *a, int *b)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	socklen_t len = sizeof(sa);
+	int l = socket(AF_INET, SOCK_STREAM, 0);
+
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	bind(l, (struct sockaddr *)&sa, sizeof(sa));
+	listen(l, 1);
+	getsockname(l, (struct sockaddr *)&sa, &len);
+	*a = socket(AF_INET, SOCK_STREAM, 0);
+	connect(*a, (struct sockaddr *)&sa, sizeof(sa));
+	*b = accept(l, NULL, NULL);
+	close(l);
+}
+
+static void make_cert(EVP_PKEY **pkey, X509 **cert)
+{
+	*pkey = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+	*cert = X509_new();
+	X509_set_version(*cert, 2);
+	ASN1_INTEGER_set(X509_get_serialNumber(*cert), 1);
+	X509_gmtime_adj(X509_getm_notBefore(*cert), 0);
+	X509_gmtime_adj(X509_getm_notAfter(*cert), 3600);
+	X509_set_pubkey(*cert, *pkey);
+	X509_NAME_add_entry_by_txt(X509_get_subject_name(*cert), "CN", MBSTRING_ASC,
+				   (const unsigned char *)"localhost", -1, -1, 0);
+	X509_set_issuer_name(*cert, X509_get_subject_name(*cert));
+	X509_sign(*cert, *pkey, EVP_sha256());
+}
+
+struct server_arg {
+	SSL *ssl;
+	int ok;
+};
+
+static void *server_main(void *p)
+{
+	struct server_arg *a = p;
+	char buf[4096];
+	int n;
+
+	a->ok = SSL_accept(a->ssl) == 1;
+	while (a->ok && (n = SSL_read(a->ssl, buf, sizeof(buf))) > 0)
+		if (SSL_write(a->ssl, buf, n) != n)
+			a->ok = 0;
+	SSL_shutdown(a->ssl);
+	return NULL;
+}
+
+static void *probe_thread(void *p)
+{
+	*(const struct ktls_caps **)p = ktls_probe();
+	return NULL;
+}
+
+static void run(int version, EVP_PKEY *pkey, X509 *cert)
+{
+	SSL_CTX *sctx = SSL_CTX_new(TLS_server_method());
+	SSL_CTX *cctx = SSL_CTX_new(TLS_client_method());
+	struct server_arg sa = { 0 };
+	struct ktls_status st;
+	pthread_t th;
+	char buf[4096], out[4096];
+	int a, b, i;
+
+	app_lines = app_secret_lines = 0;
+	SSL_CTX_use_certificate(sctx, cert);
+	SSL_CTX_use_PrivateKey(sctx, pkey);
+	SSL_CTX_set_min_proto_version(sctx, version);
+	SSL_CTX_set_max_proto_version(sctx, version);
+	SSL_CTX_set_keylog_callback(cctx, app_keylog);	/* the app's own, first */
+	CHECK_EQ(ktls_ctx_setup(cctx), 0);
+	CHECK_EQ(ktls_ctx_setup(cctx), 0);		/* idempotent: no self-chaining */
+	CHECK_EQ(ktls_ctx_setup(sctx), 0);
+	CHECK(SSL_CTX_get_options(cctx) & SSL_OP_ENABLE_KTLS);
+
+	tcp_pair(&a, &b);
+	sa.ssl = SSL_new(sctx);
+	CHECK_EQ(ktls_conn_attach(sa.ssl, b, NULL), 0);
+	pthread_create(&th, NULL, server_main, &sa);
+	{
+		SSL *c = SSL_new(cctx);
+
+		CHECK_EQ(ktls_conn_attach(c, a, NULL), 0);
+		CHECK_EQ(SSL_connect(c), 1);
+		for (i = 0; i < 20; i++) {
+			memset(out, 'a' + i, sizeof(out));
+			CHECK_EQ(SSL_write(c, out, sizeof(out)), (int)sizeof(out));
+			if (version == TLS1_3_VERSION && i % 5 == 4)
+				CHECK_EQ(SSL_key_update(c, SSL_KEY_UPDATE_REQUESTED), 1);
+			CHECK_EQ(SSL_read(c, buf, sizeof(buf)), (int)sizeof(buf));
+			CHECK(!memcmp(buf, out, sizeof(buf)));
+		}
+		CHECK(app_lines > 0);	/* the application's callback still fires */
+		CHECK_EQ(ktls_conn_status(c, &st), 0);
+		CHECK_EQ(st.tx.mode, KTLS_MODE_USERSPACE);
+		if (!ktls_probe()->ulp)
+			CHECK_EQ(st.tx.reason, KTLS_R_ULP_UNAVAILABLE);
+		CHECK(st.tx.records >= 20);
+		CHECK(st.rx.records >= 20);
+		if (version == TLS1_3_VERSION) {
+			struct ktls_conn *kc = ktls_conn_from_bio(SSL_get_wbio(c));
+
+			CHECK_EQ(app_secret_lines, 2);
+			/* the bridge holds both generation-0 application secrets */
+			CHECK(kc->tx.secret.len == 32 || kc->tx.secret.len == 48);
+			CHECK_EQ(kc->rx.secret.len, kc->tx.secret.len);
+			CHECK(memcmp(kc->tx.secret.s, kc->rx.secret.s, kc->tx.secret.len));
+			CHECK(!strcmp(kc->tx.secret.digest, "SHA256") ||
+			      !strcmp(kc->tx.secret.digest, "SHA384"));
+		}
+		SSL_shutdown(c);
+		SSL_free(c);
+	}
+	shutdown(a, SHUT_WR);
+	pthread_join(th, NULL);
+	CHECK(sa.ok);
+	SSL_free(sa.ssl);
+	close(a);
+	close(b);
+	SSL_CTX_free(sctx);
+	SSL_CTX_free(cctx);
+}
+
+int main(void)
+{
+	const struct ktls_caps *seen[8], *first;
+	pthread_t th[8];
+	EVP_PKEY *pkey;
+	X509 *cert;
+	int i;
+
+	if (!ktls_probe()->ulp)
+		printf("conn-test: host kernel has no kTLS: testing the fallback path\n");
+	make_cert(&pkey, &cert);
+	run(TLS1_2_VERSION, pkey, cert);
+	run(TLS1_3_VERSION, pkey, cert);
+
+	/* one cached probe result, shared by all threads; refresh replaces it */
+	first = ktls_probe();
+	for (i = 0; i < 8; i++)
+		pthread_create(&th[i], NULL, probe_thread, &seen[i]);
+	for (i = 0; i < 8; i++) {
+		pthread_join(th[i], NULL);
+		CHECK(seen[i] == first);
+	}
+	CHECK(ktls_probe_refresh() != first);
+	CHECK(ktls_probe() != first);
+	CHECK(first->kernel[0] != 0);	/* old results stay readable */
+	printf("conn-test: probe took %.1f us\n", (double)ktls_probe()->probe_ns / 1000.0);
+
+	EVP_PKEY_free(pkey);
+	X509_free(cert);
+	return ktest_done("conn-test");
+}
