@@ -1,0 +1,46 @@
+#!/bin/bash
+# test.sh - the whole suite: unit tests, sanitizers, valgrind, distcheck,
+# host interop and the VM tests on real kTLS kernels (KTLS_EXPECTED=1).
+# Installs its own dependencies; safe to run again.
+#   KTLS_VM=0            skip the VM part (quick host-only run)
+#   KTLS_QUICK=1         skip sanitizers, valgrind and distcheck
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+export KTLS_BUILDDIR=${KTLS_BUILDDIR:-$top/_build}
+step() { printf '\n=== %s\n' "$*"; }
+t0=$SECONDS
+
+step "dependencies"
+scripts/deps.sh
+step "build (-Wall -Wextra -Werror)"
+scripts/build.sh
+
+step "unit tests (make check)"
+make -s -C "$KTLS_BUILDDIR" check
+
+if [ "${KTLS_QUICK:-0}" != 1 ]; then
+	step "unit tests under ASan + UBSan"
+	KTLS_BUILDDIR="$top/_build-asan" scripts/build.sh --enable-sanitizers
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+		make -s -C "$top/_build-asan" check
+
+	step "unit tests and an interop run under valgrind"
+	for t in cipher-test secret-test bio-test conn-test; do
+		"$KTLS_BUILDDIR/libtool" --mode=execute valgrind -q --error-exitcode=99 \
+			--leak-check=full --errors-for-leak-kinds=definite \
+			"$KTLS_BUILDDIR/test/unit/$t" >/dev/null
+		echo "valgrind: $t clean"
+	done
+	scripts/valgrind-interop.sh
+
+	step "make distcheck"
+	make -s -C "$KTLS_BUILDDIR" distcheck >/dev/null
+	echo "distcheck: ok"
+fi
+
+step "pytest (host interop, provider, man pages, VM)"
+export KTLS_EXPECTED=${KTLS_EXPECTED:-1}
+echo "elapsed before pytest: $((SECONDS - t0)) s"
+cd test
+exec python3 -m pytest -q -p no:cacheprovider "$@"
