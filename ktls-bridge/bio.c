@@ -50,7 +50,7 @@ static void refuse(struct ktls_dir *d, enum ktls_reason r, int err, const char *
 static enum ktls_reason decide(const struct ktls_conn *c, const struct ktls_keyblock *kb,
 			       bool tx, int *err)
 {
-	const struct ktls_caps *caps = ktls_probe();
+	const struct ktls_caps *caps = ktls_probe_basic();
 	const struct ktls_policy *p = &c->policy;
 	size_t ci = ktls_cipher_index(kb->cipher);
 
@@ -71,11 +71,7 @@ static enum ktls_reason decide(const struct ktls_conn *c, const struct ktls_keyb
 		*err = caps->rekey_err;
 		return KTLS_R_TLS13_NO_REKEY;
 	}
-	if (!ktls_caps_supports(caps, kb->cipher, kb->version, tx)) {
-		*err = tx ? caps->tx_err[ci][kb->version == KTLS_TLS13]
-			  : caps->rx_err[ci][kb->version == KTLS_TLS13];
-		return KTLS_R_CIPHER_UNSUPPORTED;
-	}
+	/* Whether the kernel has the cipher is its answer at install time. */
 	return KTLS_R_NONE;
 }
 
@@ -106,8 +102,10 @@ static long set_ktls(struct ktls_conn *c, const void *info, bool tx)
 	}
 	ret = ktls_install(c->fd, &c->ulp, &kb, tx);
 	if (ret) {
-		refuse(d, c->ulp ? KTLS_R_KERNEL_REFUSED : KTLS_R_ULP_UNAVAILABLE, -ret,
-		       c->ulp ? what : "TCP_ULP");
+		/* ENOENT from TLS_TX/TLS_RX: no crypto implementation (module) */
+		refuse(d, !c->ulp ? KTLS_R_ULP_UNAVAILABLE :
+			  ret == -ENOENT ? KTLS_R_CIPHER_UNSUPPORTED : KTLS_R_KERNEL_REFUSED,
+		       -ret, c->ulp ? what : "TCP_ULP");
 		ktls_trace("fd %d %s refused by the kernel: %s", c->fd, what,
 			   ktls_errno_name(-ret));
 		goto out;
@@ -194,13 +192,14 @@ static int bridge_write(BIO *b, const char *in, int inl)
 			if (nku < 0)
 				nku = 0;
 		}
-		if (nku && !ktls_probe()->rekey) {
+		if (nku && !ktls_probe_basic()->rekey) {
 			/* The kernel would keep the old key after we announce a new
 			 * one: end the connection with an alert under the old key. */
 			static const uint8_t alert[2] = { 2, 80 };	/* fatal, internal_error */
 
 			send_ctrl(c, KTLS_CT_ALERT, alert, sizeof(alert));
-			refuse(&c->tx, KTLS_R_REKEY_FAILED, ktls_probe()->rekey_err, "TLS_TX re-key");
+			refuse(&c->tx, KTLS_R_REKEY_FAILED, ktls_probe_basic()->rekey_err,
+			       "TLS_TX re-key");
 			c->tx.st.mode = KTLS_MODE_KERNEL_SW;
 			c->dead = true;
 			errno = c->tx.st.err ? c->tx.st.err : EOPNOTSUPP;

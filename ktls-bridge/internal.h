@@ -22,6 +22,11 @@
 
 bool ktls_cipher_allows(const struct ktls_cipher *c, uint16_t version);
 
+/* What the bridge needs before a hand-off (ULP, TLS 1.3 re-key and
+ * pre-stage), cached like ktls_probe(); per-cipher entries may read EAGAIN
+ * (not probed).  Returns the full result when one exists. */
+const struct ktls_caps *ktls_probe_basic(void);
+
 /*
  * Syscall seam.  Everything that talks SOL_TLS goes through ktls_sys so
  * that tests can make a particular call fail or pretend the kernel took

@@ -178,7 +178,14 @@ out:
 		close(sk);
 }
 
-static void probe_run(struct ktls_caps *caps)
+/*
+ * full: every cipher x version x direction, zerocopy and no-pad.
+ * !full: what the bridge needs before a hand-off - the ULP, and TLS 1.3
+ * re-key / pre-stage on the first TLS 1.3 cipher the kernel takes.  Each
+ * cipher the kernel lacks costs a module request (a modprobe exec), so the
+ * bridge leaves those to the kernel's answer at install time.
+ */
+static void probe_run(struct ktls_caps *caps, bool full)
 {
 	struct probe_ctx pc = { .lsn = -1 };
 	struct ktls_keyblock kb;
@@ -193,7 +200,8 @@ static void probe_run(struct ktls_caps *caps)
 	memset(caps, 0, sizeof(*caps));
 	if (uname(&u) == 0)
 		snprintf(caps->kernel, sizeof(caps->kernel), "%s", u.release);
-	probe_nics(caps);
+	if (full)
+		probe_nics(caps);
 
 	ret = probe_listen(&pc);
 	if (!ret)
@@ -212,13 +220,24 @@ static void probe_run(struct ktls_caps *caps)
 				caps->tx_err[i][v] = caps->rx_err[i][v] = caps->ulp_err;
 				continue;
 			}
+			if (!full && (v == 0 || sock13 >= 0)) {
+				caps->tx_err[i][v] = caps->rx_err[i][v] = EAGAIN;	/* not probed */
+				continue;
+			}
 			if (!fresh && (ret = ulp_sock(&pc, &fd))) {
 				caps->tx_err[i][v] = caps->rx_err[i][v] = -ret;
 				continue;
 			}
+			/* ENOENT means the kernel has no AEAD for this cipher; both
+			 * directions and versions use the same one, and each attempt
+			 * costs a module request, so it is not asked again. */
+			if (v == 1 && caps->tx_err[i][0] == ENOENT && ktls_cipher_allows(c, ver)) {
+				caps->tx_err[i][v] = caps->rx_err[i][v] = ENOENT;
+				continue;
+			}
 			dummy_keyblock(&kb, c, ver);
 			tx = -ktls_install_opt(fd, TLS_TX, &kb);
-			rx = -ktls_install_opt(fd, TLS_RX, &kb);
+			rx = tx == ENOENT ? ENOENT : -ktls_install_opt(fd, TLS_RX, &kb);
 			caps->tx_err[i][v] = tx;
 			caps->rx_err[i][v] = rx;
 			fresh = tx && rx;	/* nothing installed: reuse it */
@@ -242,10 +261,12 @@ static void probe_run(struct ktls_caps *caps)
 		dummy_keyblock(&kb, c, KTLS_TLS13);
 		caps->rekey_err = -ktls_install_opt(sock13, TLS_TX, &kb);
 		caps->prestage_err = -ktls_install_opt(sock13, TLS_TX_NEXT, &kb);
-		caps->rx_no_pad_err = set_int(sock13, TLS_RX_EXPECT_NO_PAD);
+		caps->rx_no_pad_err = full ? set_int(sock13, TLS_RX_EXPECT_NO_PAD) : EAGAIN;
 	}
 	if (sock12 >= 0)
 		caps->zerocopy_err = set_int(sock12, TLS_TX_ZEROCOPY_RO);
+	else if (!full && caps->ulp)
+		caps->zerocopy_err = EAGAIN;
 	caps->rekey = !caps->rekey_err;
 	caps->prestage = !caps->prestage_err;
 	caps->zerocopy_tx = !caps->zerocopy_err;
@@ -264,23 +285,25 @@ static void probe_run(struct ktls_caps *caps)
 /* Every result ever handed out stays valid for the process's lifetime. */
 struct caps_node {
 	struct ktls_caps caps;
+	bool full;
 	struct caps_node *older;
 };
 
 static _Atomic(struct caps_node *) current;
 static pthread_mutex_t probe_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static const struct ktls_caps *probe_store(bool force)
+static const struct ktls_caps *probe_store(bool force, bool full)
 {
 	struct caps_node *n;
 
 	pthread_mutex_lock(&probe_lock);
 	n = atomic_load(&current);
-	if (!n || force) {
+	if (!n || force || (full && !n->full)) {
 		struct caps_node *fresh = calloc(1, sizeof(*fresh));
 
 		if (fresh) {
-			probe_run(&fresh->caps);
+			probe_run(&fresh->caps, full);
+			fresh->full = full;
 			fresh->older = n;
 			atomic_store(&current, fresh);
 			n = fresh;
@@ -299,12 +322,19 @@ const struct ktls_caps *ktls_probe(void)
 {
 	struct caps_node *n = atomic_load(&current);
 
-	return n ? &n->caps : probe_store(false);
+	return n && n->full ? &n->caps : probe_store(false, true);
 }
 
 const struct ktls_caps *ktls_probe_refresh(void)
 {
-	return probe_store(true);
+	return probe_store(true, true);
+}
+
+const struct ktls_caps *ktls_probe_basic(void)
+{
+	struct caps_node *n = atomic_load(&current);
+
+	return n ? &n->caps : probe_store(false, false);
 }
 
 bool ktls_caps_supports(const struct ktls_caps *caps, const struct ktls_cipher *c,

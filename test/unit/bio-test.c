@@ -354,8 +354,21 @@ static void case_faults(void)
 	bio = bridge(a, NULL);
 	F.tx_err = ENOENT;
 	CHECK_EQ(offer(bio, "AES-128-CCM", KTLS_TLS12, true), 0);
-	CHECK_EQ(conn(bio)->tx.st.reason, KTLS_R_KERNEL_REFUSED);
+	CHECK_EQ(conn(bio)->tx.st.reason, KTLS_R_CIPHER_UNSUPPORTED);
 	CHECK_EQ(conn(bio)->tx.st.err, ENOENT);
+	CHECK(strstr(conn(bio)->tx.st.detail, "TLS_TX: ENOENT") != NULL);
+	BIO_free(bio);
+	close(a);
+	close(b);
+
+	/* any other TLS_TX error is the kernel refusing */
+	fake_reset();
+	tcp_pair(&a, &b);
+	bio = bridge(a, NULL);
+	F.tx_err = ENOMEM;
+	CHECK_EQ(offer(bio, "AES-128-CCM", KTLS_TLS12, true), 0);
+	CHECK_EQ(conn(bio)->tx.st.reason, KTLS_R_KERNEL_REFUSED);
+	CHECK_EQ(conn(bio)->tx.st.err, ENOMEM);
 	BIO_free(bio);
 	close(a);
 	close(b);
