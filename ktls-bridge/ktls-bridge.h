@@ -221,9 +221,9 @@ struct ktls_status {
 int ktls_ctx_setup(SSL_CTX *ctx);
 
 /* Attach a bridge BIO on connected TCP socket fd to ssl (as SSL_set_fd
- * would).  Policy comes from ktls_policy_load() on ssl's library context,
- * or from *policy when not NULL.  -EBADF closed fd, -ENOTSOCK, -EPROTOTYPE
- * not TCP, -ENOTCONN, -EINVAL NULL. */
+ * would).  Policy is *policy when not NULL, else ktls_policy_load() on the
+ * default library context (OpenSSL 3.0 cannot name an SSL_CTX's own).
+ * -EBADF closed fd, -ENOTSOCK, -EPROTOTYPE not TCP, -ENOTCONN, -EINVAL NULL. */
 int ktls_conn_attach(SSL *ssl, int fd, const struct ktls_policy *policy);
 
 /* Per-connection status; -EINVAL if ssl has no bridge. */
@@ -235,7 +235,8 @@ int ktls_status_json(const struct ktls_status *st, char *buf, size_t cap);
 
 /* The bridge BIO method (BIO_TYPE_DESCRIPTOR | source/sink). */
 const BIO_METHOD *ktls_bio_method(void);
-/* A bridge BIO on fd (not closed by BIO_free unless close_flag). */
+/* A bridge BIO on fd (not closed by BIO_free unless close_flag); policy
+ * NULL means the built-in defaults.  No checks on fd: see ktls_conn_attach. */
 BIO *ktls_bio_new(int fd, int close_flag, const struct ktls_policy *policy);
 
 #ifdef __cplusplus
