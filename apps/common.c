@@ -121,6 +121,17 @@ const char *app_status_json(SSL *ssl)
 	return buf;
 }
 
+const char *app_diag_json(SSL *ssl)
+{
+	static char buf[64];
+	const char *tx, *rx;
+
+	if (ktls_conn_diag(ssl, &tx, &rx))
+		return "null";
+	snprintf(buf, sizeof(buf), "{\"tx\":\"%s\",\"rx\":\"%s\"}", tx, rx);
+	return buf;
+}
+
 void app_fill(uint8_t *buf, size_t len, uint64_t off)
 {
 	/* A cheap position-dependent pattern: detects reordering and loss. */

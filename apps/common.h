@@ -57,6 +57,9 @@ void app_print_status(FILE *f, const char *who, SSL *ssl);
 /* JSON status object text (static buffer). */
 const char *app_status_json(SSL *ssl);
 
+/* What sock_diag says of the socket: {"tx":"sw","rx":"sw"} or null. */
+const char *app_diag_json(SSL *ssl);
+
 /* Deterministic payload: byte i of the stream. Fill buf from offset off. */
 void app_fill(uint8_t *buf, size_t len, uint64_t off);
 

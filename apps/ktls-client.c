@@ -252,10 +252,10 @@ int main(int argc, char **argv)
 	};
 	struct client_opts o = { .bytes = 1 << 20, .timeout = 60 };
 	struct xfer x = { 0 };
-	char out_hex[65] = "", in_hex[65] = "", *colon, *end;
+	char out_hex[65] = "", in_hex[65] = "", diag[64], *colon, *end;
 	SSL_CTX *ctx;
 	SSL *ssl;
-	int ch, r, fd, rc = 0;
+	int ch, r, fd, rc = 0, saved_errno;
 	bool match;
 
 	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -352,7 +352,11 @@ int main(int argc, char **argv)
 	if (!x.md_out || !x.md_in || !EVP_DigestInit_ex(x.md_out, EVP_sha256(), NULL) ||
 	    !EVP_DigestInit_ex(x.md_in, EVP_sha256(), NULL))
 		return 3;
-	if (run(ssl, fd, &o, &x)) {
+	rc = run(ssl, fd, &o, &x);
+	saved_errno = errno;
+	snprintf(diag, sizeof(diag), "%s", app_diag_json(ssl));
+	errno = saved_errno;
+	if (rc) {
 		rc = 1;
 		fprintf(stderr, "%s: %s after %llu bytes sent, %llu received\n", prog, x.error,
 			(unsigned long long)x.sent, (unsigned long long)x.recvd);
@@ -388,11 +392,12 @@ int main(int argc, char **argv)
 	if (o.json) {
 		printf("{\"ok\":%s,\"error\":\"%s\",\"protocol\":\"%s\",\"cipher\":\"%s\","
 		       "\"bytes_sent\":%llu,\"bytes_received\":%llu,\"sha256_sent\":\"%s\","
-		       "\"sha256_received\":\"%s\",\"keyupdates_sent\":%llu,\"status\":%s}\n",
+		       "\"sha256_received\":\"%s\",\"keyupdates_sent\":%llu,\"kernel_conf\":%s,"
+		       "\"status\":%s}\n",
 		       rc ? "false" : "true", rc ? (x.error ? x.error : "hash mismatch") : "",
 		       SSL_get_version(ssl), SSL_get_cipher_name(ssl),
 		       (unsigned long long)x.sent, (unsigned long long)x.recvd, out_hex, in_hex,
-		       (unsigned long long)x.kus, app_status_json(ssl));
+		       (unsigned long long)x.kus, diag, app_status_json(ssl));
 	} else {
 		fprintf(stderr, "%s: %s %s: sent %llu bytes (sha256 %s), received %llu (sha256 %s), "
 				"%llu KeyUpdates sent: %s\n",

@@ -211,7 +211,7 @@ static void handle(SSL_CTX *ctx, int cfd, const struct serve_opts *o, long id)
 	EVP_MD_CTX *md = EVP_MD_CTX_new();
 	uint64_t total = 0, kus = 0;
 	bool sendfile_used = false;
-	char hex[65] = "";
+	char hex[65] = "", diag[64] = "null";
 	SSL *ssl = SSL_new(ctx);
 	int ok = -1;
 
@@ -224,6 +224,7 @@ static void handle(SSL_CTX *ctx, int cfd, const struct serve_opts *o, long id)
 		app_ssl_errors(prog, "TLS handshake");
 		goto out;
 	}
+	snprintf(diag, sizeof(diag), "%s", app_diag_json(ssl));
 	if (o->root)
 		ok = serve_file(ssl, o, &total, &sendfile_used);
 	else
@@ -241,10 +242,10 @@ static void handle(SSL_CTX *ctx, int cfd, const struct serve_opts *o, long id)
 	if (o->json)
 		printf("{\"conn\":%ld,\"ok\":%s,\"protocol\":\"%s\",\"cipher\":\"%s\","
 		       "\"bytes\":%llu,\"sha256_in\":\"%s\",\"keyupdates_sent\":%llu,"
-		       "\"sendfile\":%s,\"status\":%s}\n",
+		       "\"sendfile\":%s,\"kernel_conf\":%s,\"status\":%s}\n",
 		       id, ok ? "false" : "true", SSL_get_version(ssl), SSL_get_cipher_name(ssl),
 		       (unsigned long long)total, o->root ? "" : hex, (unsigned long long)kus,
-		       sendfile_used ? "true" : "false", app_status_json(ssl));
+		       sendfile_used ? "true" : "false", diag, app_status_json(ssl));
 	fflush(stdout);
 out:
 	ERR_clear_error();

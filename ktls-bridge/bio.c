@@ -75,6 +75,27 @@ static enum ktls_reason decide(const struct ktls_conn *c, const struct ktls_keyb
 	return KTLS_R_NONE;
 }
 
+/* Only a NIC with TLS offload on can put a connection in hardware. */
+static bool nic_offload_possible(bool tx)
+{
+	const struct ktls_caps *caps = ktls_probe_basic();
+
+	for (size_t i = 0; i < caps->n_nics; i++)
+		if (tx ? caps->nics[i].hw_tx : caps->nics[i].hw_rx)
+			return true;
+	return false;
+}
+
+/* The kernel picks device or software offload itself: ask it. */
+static enum ktls_mode kernel_mode(int fd, bool tx)
+{
+	int t, r;
+
+	if (ktls_diag_conf(fd, &t, &r))
+		return KTLS_MODE_KERNEL_SW;
+	return (tx ? t : r) >= TLS_CONF_HW ? KTLS_MODE_KERNEL_HW : KTLS_MODE_KERNEL_SW;
+}
+
 /* ctrl 72: libssl offers one direction's keys. 1 = kernel has them. */
 static long set_ktls(struct ktls_conn *c, const void *info, bool tx)
 {
@@ -111,7 +132,7 @@ static long set_ktls(struct ktls_conn *c, const void *info, bool tx)
 		goto out;
 	}
 	/* Installed: from here on nothing may fail the hand-off. */
-	d->st.mode = KTLS_MODE_KERNEL_SW;
+	d->st.mode = nic_offload_possible(tx) ? kernel_mode(c->fd, tx) : KTLS_MODE_KERNEL_SW;
 	d->st.reason = KTLS_R_NONE;
 	d->st.err = 0;
 	snprintf(d->st.detail, sizeof(d->st.detail), "%s installed", what);

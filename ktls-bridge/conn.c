@@ -262,6 +262,31 @@ int ktls_conn_status(SSL *ssl, struct ktls_status *st)
 	return 0;
 }
 
+static const char *conf_name(int conf)
+{
+	static const char *const names[] = { "none", "base", "sw", "hw", "hw-record" };
+
+	return conf >= 0 && conf < (int)(sizeof(names) / sizeof(names[0])) ? names[conf] : "unknown";
+}
+
+int ktls_conn_diag(SSL *ssl, const char **tx, const char **rx)
+{
+	struct ktls_conn *c;
+	int t, r, ret;
+
+	if (!ssl || !tx || !rx)
+		return -EINVAL;
+	c = ktls_conn_from_bio(SSL_get_wbio(ssl));
+	if (!c)
+		return -EINVAL;
+	ret = ktls_diag_conf(c->fd, &t, &r);
+	if (ret)
+		return ret;
+	*tx = conf_name(t);
+	*rx = conf_name(r);
+	return 0;
+}
+
 static size_t json_str(char *out, size_t cap, const char *s)
 {
 	size_t n = 0;

@@ -55,6 +55,9 @@ int ktls_install(int fd, bool *ulp_attached, const struct ktls_keyblock *kb, boo
  * (opt = TLS_TX_NEXT/TLS_RX_NEXT) a pre-stage. */
 int ktls_install_opt(int fd, int opt, const struct ktls_keyblock *kb);
 
+/* sock_diag: TLS_CONF_* of each direction of fd (0 when not set). */
+int ktls_diag_conf(int fd, int *txconf, int *rxconf);
+
 /* Walk the handshake messages in a record body; returns the number of
  * KeyUpdate messages found and stores the last one's request flag in
  * *requested (may be NULL). -EBADMSG when malformed/truncated. */

@@ -229,6 +229,11 @@ int ktls_conn_attach(SSL *ssl, int fd, const struct ktls_policy *policy);
 /* Per-connection status; -EINVAL if ssl has no bridge. */
 int ktls_conn_status(SSL *ssl, struct ktls_status *st);
 
+/* Ask the kernel (sock_diag, as `ss -ti` does) how it handles each
+ * direction of ssl's socket: *tx / *rx get "none", "base", "sw", "hw" or
+ * "hw-record".  -ENOENT when the socket has no tls ULP. */
+int ktls_conn_diag(SSL *ssl, const char **tx, const char **rx);
+
 /* Status as one line of JSON into buf (NUL-terminated); returns length
  * or -ENOSPC. */
 int ktls_status_json(const struct ktls_status *st, char *buf, size_t cap);

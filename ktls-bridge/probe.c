@@ -200,8 +200,7 @@ static void probe_run(struct ktls_caps *caps, bool full)
 	memset(caps, 0, sizeof(*caps));
 	if (uname(&u) == 0)
 		snprintf(caps->kernel, sizeof(caps->kernel), "%s", u.release);
-	if (full)
-		probe_nics(caps);
+	probe_nics(caps);
 
 	ret = probe_listen(&pc);
 	if (!ret)
