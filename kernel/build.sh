@@ -47,6 +47,14 @@ for arg in "$@"; do
 	esac
 done
 
+# One build at a time (builds are CPU-bound): concurrent callers wait here,
+# then hash the inputs as they are now and reuse what the first one built.
+if [ "$print_only" = 0 ] && command -v flock >/dev/null; then
+	mkdir -p "$cache"
+	exec 9>"$cache/.lock"
+	flock 9 || die "cannot lock $cache/.lock"
+fi
+
 pkg_version() {
 	dpkg-query -W -f='${Version}' "$PKG" 2>/dev/null || true
 }
@@ -96,14 +104,6 @@ fi
 [ "$print_only" = 1 ] && exit 1
 
 mkdir -p "$cache"
-# One build per key at a time: concurrent callers wait, then reuse it.
-if [ -z "${KTLS_KERNEL_LOCKED:-}" ] && command -v flock >/dev/null; then
-	KTLS_KERNEL_LOCKED=1 exec flock "$cache/.lock-$variant-$key" "$0" "$@"
-fi
-if [ -f "$image" ]; then
-	echo "$image"
-	exit 0
-fi
 tree="$out.tree"
 rm -rf "$tree" "$out.tmp"
 mkdir -p "$tree"
@@ -139,7 +139,8 @@ CONFIG_STACKTRACE=y
 CONFIG_DEBUG_FS=y
 CONFIG_SLUB_DEBUG=y
 CONFIG_KALLSYMS=y
-CONFIG_PROVE_LOCKING=n
+# CONFIG_SLUB_TINY is not set
+# CONFIG_DEBUG_KMEMLEAK_DEFAULT_OFF is not set
 EOF
 fi
 make -C "$tree" -s tinyconfig >&2

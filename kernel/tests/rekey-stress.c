@@ -47,7 +47,7 @@ struct dir {
 	const char *name;
 	int tx_fd, rx_fd;
 	unsigned int seed;
-	unsigned long staged_tx, staged_rx, expired;
+	unsigned long staged_tx, staged_rx, expired, late_staged;
 	unsigned long long sent, received;
 	int failed;
 };
@@ -57,6 +57,8 @@ static void fail(struct dir *d, const char *what, int err)
 	fprintf(stderr, "rekey-stress: %s: %s: %s\n", d->name, what,
 		strerror(err));
 	d->failed = 1;
+	printf("FAIL\n");
+	exit(1);	/* the other threads may be blocked on this one */
 }
 
 static void keys_for(struct tls12_crypto_info_aes_gcm_128 *k, int gen,
@@ -115,7 +117,7 @@ static void *sender(void *arg)
 	struct dir *d = arg;
 	unsigned char dir_tag = d->name[0];
 	unsigned long long off = 0;
-	unsigned char buf[9000];
+	unsigned char buf[2048];
 	int gen = 0, u, r;
 	bool staged = false;
 
@@ -165,7 +167,7 @@ static void *receiver(void *arg)
 	unsigned char dir_tag = d->name[0];
 	unsigned long long off = 0;
 	unsigned char buf[16384];
-	bool staged = false;
+	bool staged = false, pending = false;
 	unsigned int seed = d->seed ^ 0x9e3779b9;
 	int gen = 0;
 
@@ -177,7 +179,18 @@ static void *receiver(void *arg)
 		unsigned char type = 23;
 		ssize_t n, i;
 
-		if (!staged && (rand_r(&seed) & 1)) {
+		/*
+		 * A staged key is for the generation after the next KeyUpdate
+		 * we read.  A KeyUpdate read with nothing staged leaves the
+		 * kernel waiting for generation gen: TLS_RX, or TLS_RX_NEXT
+		 * which then installs at once.
+		 */
+		if (pending && (rand_r(&seed) % 4 == 0)) {
+			if (set_key(d->rx_fd, TLS_RX_NEXT, gen, dir_tag))
+				return fail(d, "TLS_RX_NEXT while pending", errno), NULL;
+			pending = false;
+			d->late_staged++;
+		} else if (!pending && !staged && (rand_r(&seed) & 1)) {
 			if (set_key(d->rx_fd, TLS_RX_NEXT, gen + 1, dir_tag))
 				return fail(d, "TLS_RX_NEXT", errno), NULL;
 			staged = true;
@@ -187,7 +200,8 @@ static void *receiver(void *arg)
 		msg.msg_control = cbuf;
 		msg.msg_controllen = sizeof(cbuf);
 		n = recvmsg(d->rx_fd, &msg, 0);
-		if (n < 0 && errno == EKEYEXPIRED && !staged) {
+		if (n < 0 && errno == EKEYEXPIRED && pending) {
+			pending = false;
 			d->expired++;
 			if (set_key(d->rx_fd, TLS_RX, gen, dir_tag))
 				return fail(d, "TLS_RX", errno), NULL;
@@ -211,6 +225,8 @@ static void *receiver(void *arg)
 			gen++;
 			if (staged)
 				d->staged_rx++;
+			else
+				pending = true;
 			staged = false;
 			continue;
 		}
@@ -286,9 +302,9 @@ int main(int argc, char **argv)
 	for (int i = 0; i < 2; i++) {
 		struct dir *d = i ? &ba : &ab;
 
-		printf("%s: sent %llu received %llu bytes, %d KeyUpdates, staged tx %lu rx %lu, EKEYEXPIRED %lu\n",
+		printf("%s: sent %llu received %llu bytes, %d KeyUpdates, staged tx %lu rx %lu, EKEYEXPIRED %lu, staged while pending %lu\n",
 		       d->name, d->sent, d->received, updates, d->staged_tx,
-		       d->staged_rx, d->expired);
+		       d->staged_rx, d->expired, d->late_staged);
 		if (d->sent != d->received)
 			d->failed = 1;
 	}
