@@ -1,0 +1,168 @@
+"""Helpers for VM tests that talk to a guest: guest shell snippets, output
+sections, /proc/net/tls_stat parsing, the sock_diag modules that vm-run does
+not load, and a guest whose stdout is read while it runs (host-driven peers)."""
+
+import json
+import os
+import re
+import subprocess
+import threading
+import time
+
+from conftest import TOP, VMProcess
+
+KERNEL = "debian-6.1"
+
+# Shell functions for guest scripts (dash).  Output is cut into sections by
+# lines "== NAME"; keep big data in the guest and print hashes only.
+GUEST_LIB = r"""
+C=/root/certs/cert.pem; K=/root/certs/key.pem
+sec() { echo "== $1"; cat "$1" 2>/dev/null; }
+st() { echo "== $1"; cat /proc/net/tls_stat; }
+waitport() {
+	i=0
+	while ! ss -ltnH "( sport = :$1 )" 2>/dev/null | grep -q .; do
+		i=$((i+1)); [ $i -gt 400 ] && { echo "port $1 never listened" >&2; return 1; }
+		sleep 0.05
+	done
+}
+waitfor() {
+	i=0
+	while ! grep -q "$2" "$1" 2>/dev/null; do
+		i=$((i+1)); [ $i -gt 400 ] && { echo "$2 never showed in $1" >&2; return 1; }
+		sleep 0.05
+	done
+}
+ssconn() { echo "== $1"; ss -tnieH state established "( sport = :$2 )" 2>/dev/null; }
+# hold TAG PORT SERVE-ARGS S_CLIENT-ARGS: ktls-serve --echo <- s_client with
+# the connection held open for a look at tls_stat (TAG.stat0/1/2) and ss (TAG.ss)
+hold() {
+	ktls-serve --cert $C --key $K --port $2 --echo --max-conns 1 --json $3 >$1.hold.json 2>$1.hold.err &
+	hold_s=$!
+	waitport $2
+	st $1.stat0
+	rm -f $1.done
+	(echo hello-$1; i=0; while [ ! -e $1.done ] && [ $i -lt 600 ]; do i=$((i+1)); sleep 0.05; done) |
+		openssl s_client -connect 127.0.0.1:$2 -quiet -no_ign_eof $4 >$1.hold.out 2>$1.hold.cerr &
+	hold_c=$!
+	waitfor $1.hold.out hello-$1
+	st $1.stat1
+	ssconn $1.ss $2
+	touch $1.done
+	wait $hold_c; wait $hold_s
+	st $1.stat2
+	sec $1.hold.json; sec $1.hold.out
+}
+# sock_diag (ss -i) needs inet_diag + tcp_diag; vm-run does not load them
+loaddiag() { for m in inet_diag tcp_diag; do insmod /root/mods/$m.ko 2>&1; done; echo "== diag"; cut -d' ' -f1 /proc/modules | grep diag; }
+"""
+
+
+def diag_module_puts(kernel=KERNEL):
+    """--put pairs for the guest's inet_diag.ko and tcp_diag.ko (from the
+    flavour's MODULES directory); [] when the flavour has none."""
+    env = dict(os.environ, KTLS_TOP=TOP)
+    env.setdefault("KTLS_VM_CACHE", os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
+        "ktls-offload", "vm"))
+    try:
+        out = subprocess.run([os.path.join(TOP, "test", "vm", "flavours", kernel)],
+                             stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                             env=env, timeout=600).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    m = re.search(r"^MODULES=(.*)$", out, re.M)
+    puts = []
+    for name in ("inet_diag", "tcp_diag"):
+        if m and m.group(1):
+            p = os.path.join(m.group(1), "kernel", "net", "ipv4", name + ".ko")
+            if os.path.exists(p):
+                puts.append((p, "/root/mods/%s.ko" % name))
+    return puts
+
+
+def sections(text):
+    """{name: body} for every "== name" line of a guest's output."""
+    out = {}
+    parts = re.split(r"^== (\S+)\n", text, flags=re.M)
+    for i in range(1, len(parts) - 1, 2):
+        out[parts[i]] = parts[i + 1]
+    return out
+
+
+def tls_stat(text):
+    """/proc/net/tls_stat as {counter: int}."""
+    stat = {}
+    for line in text.splitlines():
+        f = line.split()
+        if len(f) == 2 and f[1].isdigit():
+            stat[f[0]] = int(f[1])
+    assert "TlsTxSw" in stat, "not a tls_stat dump: %r" % text[:200]
+    return stat
+
+
+def delta(before, after):
+    return {k: after[k] - before.get(k, 0) for k in after}
+
+
+def json_lines(text):
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+class LiveGuest:
+    """A vm-run whose stdout is read as it comes (for host-driven peers).
+
+    lines() / wait_line(pattern) look at what the guest printed so far;
+    finish() waits for the guest and returns (VMResult, full stdout)."""
+
+    def __init__(self, command, **kw):
+        self.vm = VMProcess(command, **kw)
+        self.buf = []
+        self.cond = threading.Condition()
+        self.eof = False
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for raw in iter(self.vm.proc.stdout.readline, b""):
+            with self.cond:
+                self.buf.append(raw.decode(errors="replace"))
+                self.cond.notify_all()
+        with self.cond:
+            self.eof = True
+            self.cond.notify_all()
+
+    def text(self):
+        with self.cond:
+            return "".join(self.buf)
+
+    def wait_line(self, pattern, timeout, start=0):
+        """Index just after the first line at or after `start` matching
+        `pattern`; AssertionError on timeout or guest exit."""
+        rx = re.compile(pattern)
+        end = time.monotonic() + timeout
+        with self.cond:
+            i = start
+            while True:
+                while i < len(self.buf):
+                    if rx.search(self.buf[i]):
+                        return i + 1
+                    i += 1
+                left = end - time.monotonic()
+                if self.eof or left <= 0:
+                    raise AssertionError("guest never printed /%s/ (%s); output so far:\n%s"
+                                         % (pattern, "exited" if self.eof else "timeout",
+                                            "".join(self.buf)[-3000:]))
+                self.cond.wait(left)
+
+    def count(self):
+        with self.cond:
+            return len(self.buf)
+
+    def finish(self):
+        self.reader.join(self.vm.timeout + 60)
+        res = self.vm.wait()
+        return res, self.text()
+
+    def kill(self):
+        self.vm.kill()
