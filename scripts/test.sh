@@ -43,4 +43,4 @@ step "pytest (host interop, provider, man pages, VM)"
 export KTLS_EXPECTED=${KTLS_EXPECTED:-1}
 echo "elapsed before pytest: $((SECONDS - t0)) s"
 cd test
-exec python3 -m pytest -q -p no:cacheprovider "$@"
+exec /usr/bin/python3 -m pytest -q -p no:cacheprovider "$@"
