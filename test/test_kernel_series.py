@@ -111,7 +111,7 @@ def test_tls_selftests(vm_run, patched_kernel):
 
 def test_rekey_stress(vm_run, patched_kernel, tmp_path):
     exe = build_stress(str(tmp_path), patched_kernel)
-    r = vm_run("/root/rekey-stress 3000 7 && grep -i rekey\\|staged /proc/net/tls_stat",
+    r = vm_run("/root/rekey-stress 3000 7 && cat /proc/net/tls_stat",
                kernel="patched-6.12", project=False,
                puts=[(exe, "/root/rekey-stress")], timeout=900)
     assert r.rc == 0, r.stdout + r.stderr[-3000:]
@@ -128,7 +128,9 @@ def test_kasan_kmemleak(vm_run, tmp_path, monkeypatch):
     kdir = build_kernel(kasan=True)
     monkeypatch.setenv("KTLS_VM_KASAN", "1")
     exe = build_stress(str(tmp_path), kdir)
-    cmd = ("/root/tls-selftest -f tls >/root/selftest.out 2>&1; "
+    # a subset of the variants: KASAN under TCG is slow
+    cmd = ("/root/tls-selftest -v 13_aes_gcm -v 13_chacha -v 12_aes_gcm -v 13_nopad "
+           "-f tls_basic -f tls_err -f global >/root/selftest.out 2>&1; "
            "echo selftest-rc=$?; grep -c '^ok' /root/selftest.out; "
            "grep '^not ok' /root/selftest.out; "
            "/root/rekey-stress 500 3 || echo stress-failed; "
