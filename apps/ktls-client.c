@@ -160,7 +160,9 @@ static int run(SSL *ssl, int fd, const struct client_opts *o, struct xfer *x)
 				progress = true;
 				if (x->sent == o->bytes)
 					send_done = true;
-				if (o->keyupdate_every && x->records % (uint64_t)o->keyupdate_every == 0 &&
+				/* none after the last record: it would race the close */
+				if (o->keyupdate_every && !send_done &&
+				    x->records % (uint64_t)o->keyupdate_every == 0 &&
 				    SSL_version(ssl) == TLS1_3_VERSION) {
 					if (!SSL_key_update(ssl, o->keyupdate_requested ?
 							    SSL_KEY_UPDATE_REQUESTED :
