@@ -139,6 +139,8 @@ static long set_ktls(struct ktls_conn *c, const void *info, bool tx)
 	d->rec_left = d->hdr_have = 0;
 	ktls_trace("fd %d %s offloaded: %s TLS %s", c->fd, what, kb.cipher->name,
 		   kb.version == KTLS_TLS13 ? "1.3" : "1.2");
+	if (tx)
+		ktls_tx_stage(c);	/* best effort: KeyUpdates can set TLS_TX again */
 out:
 	ktls_keyblock_wipe(&kb);
 	return offloaded(d);
@@ -167,7 +169,7 @@ static void account_wire(struct ktls_dir *d, const uint8_t *p, size_t n)
 	}
 }
 
-static ssize_t send_ctrl(struct ktls_conn *c, int type, const void *buf, size_t len)
+ssize_t ktls_send_ctrl(struct ktls_conn *c, int type, const void *buf, size_t len)
 {
 	char cbuf[CMSG_SPACE(sizeof(unsigned char))];
 	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
@@ -218,7 +220,7 @@ static int bridge_write(BIO *b, const char *in, int inl)
 			 * one: end the connection with an alert under the old key. */
 			static const uint8_t alert[2] = { 2, 80 };	/* fatal, internal_error */
 
-			send_ctrl(c, KTLS_CT_ALERT, alert, sizeof(alert));
+			ktls_send_ctrl(c, KTLS_CT_ALERT, alert, sizeof(alert));
 			refuse(&c->tx, KTLS_R_REKEY_FAILED, ktls_probe_basic()->rekey_err,
 			       "TLS_TX re-key");
 			c->tx.st.mode = KTLS_MODE_KERNEL_SW;
@@ -226,25 +228,33 @@ static int bridge_write(BIO *b, const char *in, int inl)
 			errno = c->tx.st.err ? c->tx.st.err : EOPNOTSUPP;
 			return -1;
 		}
-		n = send_ctrl(c, c->ctrl_type, in, (size_t)inl);
+		bool hs = c->ctrl_type == KTLS_CT_HANDSHAKE && c->tx.st.version == KTLS_TLS13;
+
+		if (hs)
+			ktls_tx_before_handshake(c);
+		n = ktls_send_ctrl(c, c->ctrl_type, in, (size_t)inl);
 		if (n >= 0) {
 			n = inl;
 			c->ctrl_type = 0;
 			c->tx.st.records++;
 			c->tx.st.bytes += (uint64_t)inl;
-			if (nku) {
-				c->tx.st.keyupdates += (uint64_t)nku;
-				if (ktls_conn_rekey_tx(c, nku)) {
-					errno = c->tx.st.err;
-					return -1;
-				}
-			}
+			c->tx.st.keyupdates += (uint64_t)nku;
+			if (hs && ktls_tx_after_handshake(c, nku))
+				return -1;
 		}
 	} else {
+		if (ktls_tx_maybe_keyupdate(c)) {
+			if (retryable(errno))
+				BIO_set_retry_write(b);
+			return -1;
+		}
 		n = send(c->fd, in, (size_t)inl, MSG_NOSIGNAL);
 		if (n > 0) {
-			c->tx.st.records += ((uint64_t)n + KTLS_REC_MAX - 1) / KTLS_REC_MAX;
+			uint64_t recs = ((uint64_t)n + KTLS_REC_MAX - 1) / KTLS_REC_MAX;
+
+			c->tx.st.records += recs;
 			c->tx.st.bytes += (uint64_t)n;
+			c->tx.since_ku += recs;
 		}
 	}
 	if (n < 0 && retryable(errno))

@@ -209,42 +209,6 @@ int ktls_conn_attach(SSL *ssl, int fd, const struct ktls_policy *policy)
 }
 
 /* ------------------------------------------------------------------ */
-/* TLS 1.3 TX re-key after we sent KeyUpdate                           */
-/* ------------------------------------------------------------------ */
-
-int ktls_conn_rekey_tx(struct ktls_conn *c, int nupdates)
-{
-	struct ktls_dir *d = &c->tx;
-	struct ktls_keyblock kb;
-	int ret = 0;
-
-	if (!d->secret.len)
-		ret = -ENOKEY;	/* no key-log secret: ktls_ctx_setup was not used */
-	while (!ret && nupdates-- > 0)
-		ret = ktls_secret_next(&d->secret);
-	if (!ret)
-		ret = ktls_secret_keyblock(&d->secret, d->st.cipher, &kb);
-	if (!ret) {
-		ret = ktls_install_opt(c->fd, TLS_TX, &kb);
-		ktls_keyblock_wipe(&kb);
-	}
-	if (ret) {
-		/* The peer now expects the new key and the kernel has the old
-		 * one: nothing more can be sent correctly. */
-		d->st.reason = KTLS_R_REKEY_FAILED;
-		d->st.err = -ret;
-		snprintf(d->st.detail, sizeof(d->st.detail), "TLS_TX re-key: %s",
-			 ktls_errno_name(ret));
-		c->dead = true;
-		shutdown(c->fd, SHUT_RDWR);
-		ktls_trace("fd %d TX re-key failed: %s", c->fd, ktls_errno_name(ret));
-		return ret;
-	}
-	d->st.rekeys++;
-	return 0;
-}
-
-/* ------------------------------------------------------------------ */
 /* Status                                                              */
 /* ------------------------------------------------------------------ */
 
@@ -322,12 +286,14 @@ static int json_dir(char *buf, size_t cap, const char *name, const struct ktls_d
 	return snprintf(buf, cap,
 			"\"%s\":{\"mode\":\"%s\",\"reason_code\":\"%s\",\"reason\":%s,"
 			"\"errno\":\"%s\",\"detail\":%s,\"tls\":\"%s\",\"cipher\":\"%s\","
-			"\"records\":%llu,\"bytes\":%llu,\"rekeys\":%llu,\"keyupdates\":%llu}",
+			"\"records\":%llu,\"bytes\":%llu,\"rekeys\":%llu,\"keyupdates\":%llu,"
+			"\"staged_switches\":%llu}",
 			name, ktls_mode_str(d->mode), ktls_reason_code(d->reason), reason,
 			d->err ? ktls_errno_name(d->err) : "", detail, ver,
 			d->cipher ? d->cipher->name : "",
 			(unsigned long long)d->records, (unsigned long long)d->bytes,
-			(unsigned long long)d->rekeys, (unsigned long long)d->keyupdates);
+			(unsigned long long)d->rekeys, (unsigned long long)d->keyupdates,
+			(unsigned long long)d->staged_switches);
 }
 
 int ktls_status_json(const struct ktls_status *st, char *buf, size_t cap)

@@ -75,6 +75,9 @@ struct ktls_dir {
 	uint8_t hdr[KTLS_REC_HDR];
 	size_t hdr_have;
 	struct ktls_secret secret;	/* TLS 1.3: generation the kernel holds */
+	bool staged;		/* generation secret.gen + 1 is staged (TLS_*_NEXT) */
+	uint64_t since_ku;	/* records since the last re-key (estimate) */
+	unsigned int writes;	/* writes since the kernel's counter was read */
 };
 
 struct ktls_conn {
@@ -94,5 +97,20 @@ struct ktls_conn {
 
 /* The conn behind a bridge BIO, or NULL for any other BIO. */
 struct ktls_conn *ktls_conn_from_bio(BIO *b);
-/* Advance the TX key after a KeyUpdate was sent; 0 or -errno. */
-int ktls_conn_rekey_tx(struct ktls_conn *c, int nupdates);
+/* Send one control record of type on c's kernel TX (TLS_SET_RECORD_TYPE). */
+ssize_t ktls_send_ctrl(struct ktls_conn *c, int type, const void *buf, size_t len);
+
+/* txkey.c: the TLS 1.3 transmit key chain once the kernel has TX. */
+/* Stage generation gen+1 with TLS_TX_NEXT when policy and kernel allow;
+ * a failure only means the next KeyUpdate sets TLS_TX again. */
+int ktls_tx_stage(struct ktls_conn *c);
+/* Before a handshake record goes out: stage now if staging is wanted. */
+void ktls_tx_before_handshake(struct ktls_conn *c);
+/* After a handshake record holding nku KeyUpdates went out: bring the
+ * kernel to generation gen+nku (staged switch or TLS_TX again) and stage
+ * the next.  A failure ends the connection (reason rekey-failed). */
+int ktls_tx_after_handshake(struct ktls_conn *c, int nku);
+/* Before application data: send our own KeyUpdate when the records under
+ * this key reached the limit (policy keyupdate_records, else the AEAD
+ * limit).  0, or -errno with errno set (retryable errors included). */
+int ktls_tx_maybe_keyupdate(struct ktls_conn *c);

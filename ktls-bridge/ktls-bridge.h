@@ -209,6 +209,8 @@ struct ktls_dir_status {
 	uint64_t bytes;			/* plaintext bytes if kernel, wire bytes if userspace */
 	uint64_t rekeys;		/* key updates installed in the kernel */
 	uint64_t keyupdates;		/* KeyUpdate messages seen in this direction */
+	uint64_t staged_switches;	/* rekeys the kernel made itself, to a key
+					 * staged with TLS_TX_NEXT/TLS_RX_NEXT */
 };
 
 struct ktls_status {

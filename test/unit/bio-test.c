@@ -34,6 +34,11 @@ static struct {
 	int rec_type, rec_err;
 	uint8_t rec[64];
 	size_t rec_len;
+	/* pre-staging as our kernel series does it (TLS_TX_NEXT) */
+	bool staged;
+	uint8_t staged_tx[KTLS_MAX_INFO];
+	int next_sets, drops, switches;
+	uint64_t tx_seq;	/* what getsockopt(TLS_TX) reports as rec_seq */
 } F;
 
 static int fake_setsockopt(int fd, int level, int name, const void *val, socklen_t len)
@@ -68,6 +73,19 @@ static int fake_setsockopt(int fd, int level, int name, const void *val, socklen
 		F.rx_sets[fd]++;
 		return 0;
 	case TLS_TX_NEXT:
+		if (F.prestage_err) {
+			errno = F.prestage_err;
+			return -1;
+		}
+		if (!val && !len) {
+			F.staged = false;
+			F.drops++;
+			return 0;
+		}
+		F.staged = true;
+		F.next_sets++;
+		memcpy(F.staged_tx, val, len < sizeof(F.staged_tx) ? len : sizeof(F.staged_tx));
+		return 0;
 	case TLS_RX_NEXT:
 		if (F.prestage_err) {
 			errno = F.prestage_err;
@@ -90,6 +108,14 @@ static ssize_t fake_sendmsg(int fd, const struct msghdr *msg, int flags)
 		memcpy(F.ctrl_data[F.nctrl], msg->msg_iov[0].iov_base,
 		       F.ctrl_len[F.nctrl] < 32 ? F.ctrl_len[F.nctrl] : 32);
 		F.nctrl++;
+		/* the kernel switches to a staged key after a KeyUpdate record */
+		if (*CMSG_DATA(cm) == KTLS_CT_HANDSHAKE && F.staged &&
+		    ktls_hs_count_keyupdates(msg->msg_iov[0].iov_base,
+					     msg->msg_iov[0].iov_len, NULL) > 0) {
+			memcpy(F.last_tx, F.staged_tx, sizeof(F.last_tx));
+			F.staged = false;
+			F.switches++;
+		}
 	}
 	plain.msg_control = NULL;
 	plain.msg_controllen = 0;
@@ -116,9 +142,31 @@ static ssize_t fake_recvmsg(int fd, struct msghdr *msg, int flags)
 	return (ssize_t)F.rec_len;
 }
 
+static int fake_getsockopt(int fd, int level, int name, void *val, socklen_t *len)
+{
+	const struct ktls_cipher *c = ktls_cipher_by_name("AES-128-GCM");
+
+	if (level != SOL_TLS)
+		return getsockopt(fd, level, name, val, len);
+	if (name == TLS_TX_NEXT && !F.staged) {
+		errno = ENOENT;
+		return -1;
+	}
+	if ((name != TLS_TX && name != TLS_TX_NEXT) || *len < c->info_size) {
+		errno = EINVAL;
+		return -1;
+	}
+	memcpy(val, name == TLS_TX ? F.last_tx : F.staged_tx, c->info_size);
+	if (name == TLS_TX)
+		for (int i = 0; i < 8; i++)
+			((uint8_t *)val)[c->off_seq + i] = (uint8_t)(F.tx_seq >> (56 - 8 * i));
+	*len = c->info_size;
+	return 0;
+}
+
 static const struct ktls_sys_ops fake_ops = {
 	.setsockopt = fake_setsockopt,
-	.getsockopt = getsockopt,
+	.getsockopt = fake_getsockopt,
 	.sendmsg = fake_sendmsg,
 	.recvmsg = fake_recvmsg,
 };
@@ -502,6 +550,155 @@ static void case_keyupdate(void)
 	ktls_keyblock_wipe(&want);
 }
 
+/* The info struct of generation gen of the chain from s0. */
+static void gen_info(const uint8_t *s0, int gen, uint8_t *info)
+{
+	struct ktls_secret ref;
+	struct ktls_keyblock kb;
+
+	ktls_secret_set(&ref, s0, 32, "SHA256");
+	while (gen--)
+		ktls_secret_next(&ref);
+	ktls_secret_keyblock(&ref, ktls_cipher_by_name("AES-128-GCM"), &kb);
+	memset(info, 0, KTLS_MAX_INFO);
+	ktls_keyblock_to_info(&kb, info, KTLS_MAX_INFO);
+	ktls_keyblock_wipe(&kb);
+	ktls_secret_wipe(&ref);
+}
+
+static void p_ku4(struct ktls_policy *p) { p->keyupdate_records = 4; }
+
+/* A prestage-capable fake kernel, TX TLS 1.3 offered with secret s0. */
+static BIO *prestage_bridge(int *a, int *b, const uint8_t *s0,
+			    void (*tweak)(struct ktls_policy *))
+{
+	BIO *bio;
+
+	fake_reset();
+	F.rekey_err = F.prestage_err = 0;
+	fake_probe();
+	CHECK(ktls_probe()->prestage);
+	tcp_pair(a, b);
+	bio = bridge(*a, tweak);
+	CHECK_EQ(offer(bio, "AES-128-GCM", KTLS_TLS13, true), 1);
+	ktls_secret_set(&conn(bio)->tx.secret, s0, 32, "SHA256");
+	return bio;
+}
+
+static void case_prestage(void)
+{
+	static const uint8_t ku[] = { 24, 0, 0, 1, 0 };
+	static const uint8_t two[] = { 24, 0, 0, 1, 0, 24, 0, 0, 1, 0 };
+	const size_t isz = ktls_cipher_by_name("AES-128-GCM")->info_size;
+	uint8_t s0[32], info[KTLS_MAX_INFO];
+	int a, b;
+	BIO *bio;
+
+	memset(s0, 0x5a, sizeof(s0));
+
+	/* staged before the KeyUpdate; the kernel switches by itself */
+	bio = prestage_bridge(&a, &b, s0, NULL);
+	CHECK_EQ(BIO_ctrl(bio, 74, KTLS_CT_HANDSHAKE, NULL), 1);
+	CHECK_EQ(BIO_write(bio, ku, sizeof(ku)), (int)sizeof(ku));
+	CHECK_EQ(F.switches, 1);
+	CHECK_EQ(F.tx_sets[a], 1);		/* TLS_TX was never set again */
+	gen_info(s0, 1, info);
+	CHECK(!memcmp(F.last_tx, info, isz));	/* the kernel holds generation 1 */
+	gen_info(s0, 2, info);
+	CHECK(F.staged && !memcmp(F.staged_tx, info, isz));	/* 2 is staged */
+	CHECK_EQ(conn(bio)->tx.st.rekeys, 1);
+	CHECK_EQ(conn(bio)->tx.st.staged_switches, 1);
+
+	/* two KeyUpdates in one record: one staged switch, then TLS_TX */
+	CHECK_EQ(BIO_ctrl(bio, 74, KTLS_CT_HANDSHAKE, NULL), 1);
+	CHECK_EQ(BIO_write(bio, two, sizeof(two)), (int)sizeof(two));
+	CHECK_EQ(F.switches, 2);
+	CHECK_EQ(F.tx_sets[a], 2);
+	gen_info(s0, 3, info);
+	CHECK(!memcmp(F.last_tx, info, isz));
+	gen_info(s0, 4, info);
+	CHECK(F.staged && !memcmp(F.staged_tx, info, isz));
+	CHECK_EQ(conn(bio)->tx.st.rekeys, 2);
+	CHECK_EQ(conn(bio)->tx.st.staged_switches, 2);
+	CHECK_EQ(conn(bio)->tx.st.keyupdates, 3);
+
+	/* FAULT: staging refused from now on; KeyUpdates set TLS_TX again */
+	F.prestage_err = ENOMEM;
+	F.staged = false;
+	conn(bio)->tx.staged = false;
+	CHECK_EQ(BIO_ctrl(bio, 74, KTLS_CT_HANDSHAKE, NULL), 1);
+	CHECK_EQ(BIO_write(bio, ku, sizeof(ku)), (int)sizeof(ku));
+	CHECK_EQ(F.tx_sets[a], 3);
+	gen_info(s0, 4, info);
+	CHECK(!memcmp(F.last_tx, info, isz));
+	CHECK_EQ(conn(bio)->tx.st.rekeys, 3);
+	CHECK_EQ(conn(bio)->tx.st.staged_switches, 2);
+	CHECK_EQ(conn(bio)->tx.st.reason, KTLS_R_NONE);
+	CHECK_EQ(BIO_write(bio, "data", 4), 4);
+	BIO_free(bio);
+	close(a);
+	close(b);
+
+	/* a handshake record without KeyUpdate leaves the staged key alone */
+	bio = prestage_bridge(&a, &b, s0, NULL);
+	CHECK_EQ(BIO_ctrl(bio, 74, KTLS_CT_HANDSHAKE, NULL), 1);
+	CHECK_EQ(BIO_write(bio, "\x04\x00\x00\x01\x07", 5), 5);	/* NewSessionTicket-ish */
+	CHECK(F.staged);
+	CHECK_EQ(F.drops, 0);
+	CHECK_EQ(conn(bio)->tx.st.rekeys, 0);
+	BIO_free(bio);
+	close(a);
+	close(b);
+}
+
+static void case_proactive_keyupdate(void)
+{
+	uint8_t s0[32], info[KTLS_MAX_INFO];
+	const size_t isz = ktls_cipher_by_name("AES-128-GCM")->info_size;
+	int a, b;
+	BIO *bio;
+
+	memset(s0, 0x33, sizeof(s0));
+	bio = prestage_bridge(&a, &b, s0, p_ku4);
+	for (int i = 0; i < 4; i++)
+		CHECK_EQ(BIO_write(bio, "abcd", 4), 4);
+	CHECK_EQ(F.nctrl, 0);
+	/* our count says 4 records, the kernel's says 2: the kernel wins */
+	F.tx_seq = 2;
+	CHECK_EQ(BIO_write(bio, "abcd", 4), 4);		/* 3 by the kernel's count */
+	CHECK_EQ(BIO_write(bio, "abcd", 4), 4);		/* 4 */
+	CHECK_EQ(F.nctrl, 0);
+	/* now the kernel's counter is at the limit: KeyUpdate first */
+	F.tx_seq = 4;
+	CHECK_EQ(BIO_write(bio, "abcd", 4), 4);
+	CHECK_EQ(F.nctrl, 1);
+	CHECK_EQ(F.ctrl_type[0], KTLS_CT_HANDSHAKE);
+	CHECK_EQ(F.ctrl_len[0], 5);
+	CHECK(!memcmp(F.ctrl_data[0], "\x18\x00\x00\x01\x00", 5));	/* not requested */
+	CHECK_EQ(F.switches, 1);
+	gen_info(s0, 1, info);
+	CHECK(!memcmp(F.last_tx, info, isz));
+	CHECK_EQ(conn(bio)->tx.st.keyupdates, 1);
+	CHECK_EQ(conn(bio)->tx.st.rekeys, 1);
+	CHECK_EQ(conn(bio)->tx.since_ku, 1);	/* the data record after it */
+	BIO_free(bio);
+	close(a);
+	close(b);
+
+	/* TLS 1.2 has no KeyUpdate: never */
+	fake_reset();
+	tcp_pair(&a, &b);
+	bio = bridge(a, p_ku4);
+	CHECK_EQ(offer(bio, "AES-128-GCM", KTLS_TLS12, true), 1);
+	F.tx_seq = 100;
+	for (int i = 0; i < 8; i++)
+		CHECK_EQ(BIO_write(bio, "abcd", 4), 4);
+	CHECK_EQ(F.nctrl, 0);
+	BIO_free(bio);
+	close(a);
+	close(b);
+}
+
 static void case_handshake_walk(void)
 {
 	static const uint8_t coalesced[] = { 4, 0, 0, 2, 9, 9, 24, 0, 0, 1, 0 };
@@ -597,6 +794,8 @@ int main(void)
 	case_faults();
 	case_policy();
 	case_keyupdate();
+	case_prestage();
+	case_proactive_keyupdate();
 	case_handshake_walk();
 	case_userspace_accounting();
 	case_attach_bad_input();

@@ -1,0 +1,215 @@
+// SPDX-License-Identifier: MIT
+/*
+ * txkey.c - the TLS 1.3 transmit key once the kernel encrypts.
+ *
+ * The bridge, not libssl, knows which generation of the traffic secret
+ * the kernel holds (c->tx.secret).  Each KeyUpdate that goes out moves the
+ * kernel one generation on, in one of two ways:
+ *
+ *  - staged: generation N+1 was handed to the kernel beforehand with
+ *    TLS_TX_NEXT (our kernel series); the kernel switches by itself right
+ *    after it encrypts the record carrying the KeyUpdate.  We then stage
+ *    N+2.  Staging happens before the KeyUpdate is sent, so a kernel that
+ *    refuses it costs nothing: that KeyUpdate falls back to the other way.
+ *  - set again: after the KeyUpdate record went out, TLS_TX is set with
+ *    generation N+1 (the re-key UAPI of mainline 6.14).  A refusal here
+ *    comes after the peer was told to expect the new key, so it ends the
+ *    connection.
+ *
+ * A record under generation N+1 is never sent before the kernel has that
+ * key with sequence 0, and no key is installed twice after records went
+ * out under it, so no key/nonce pair is ever reused.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <openssl/crypto.h>
+
+#include "internal.h"
+
+/* RFC 8446 5.5: at most 2^24.5 full-size records under one AES-GCM key;
+ * we stop at 2^24 and use the same bound for the other 128-bit block
+ * ciphers (CCM, SM4, ARIA).  ChaCha20-Poly1305's bound is beyond reach. */
+#define AEAD_RECORD_LIMIT (1ull << 24)
+/* Read the kernel's record counter at least every this many writes:
+ * SSL_sendfile() records never pass through the BIO. */
+#define KERNEL_SEQ_EVERY 64
+
+static bool want_stage(const struct ktls_conn *c)
+{
+	return c->policy.prestage && ktls_probe_basic()->prestage &&
+	       c->tx.st.version == KTLS_TLS13 && c->tx.secret.len;
+}
+
+int ktls_tx_stage(struct ktls_conn *c)
+{
+	struct ktls_dir *d = &c->tx;
+	struct ktls_keyblock kb;
+	int ret;
+
+	if (!want_stage(c))
+		return 0;
+	ret = ktls_secret_peek_next(&d->secret, d->st.cipher, &kb);
+	if (!ret) {
+		ret = ktls_install_opt(c->fd, TLS_TX_NEXT, &kb);
+		ktls_keyblock_wipe(&kb);
+	}
+	d->staged = ret == 0;
+	if (ret)
+		ktls_trace("fd %d TLS_TX_NEXT refused (%s): the next KeyUpdate sets TLS_TX again",
+			   c->fd, ktls_errno_name(ret));
+	return ret;
+}
+
+void ktls_tx_before_handshake(struct ktls_conn *c)
+{
+	if (!c->tx.staged)
+		ktls_tx_stage(c);
+}
+
+/* Did the kernel use the staged key?  1 yes (nothing staged any more),
+ * 0 no, -errno when it cannot tell. */
+static int staged_consumed(struct ktls_conn *c)
+{
+	unsigned char info[KTLS_MAX_INFO];
+	socklen_t len = sizeof(info);
+	int ret;
+
+	ret = ktls_sys->getsockopt(c->fd, SOL_TLS, TLS_TX_NEXT, info, &len);
+	OPENSSL_cleanse(info, sizeof(info));
+	if (ret == 0)
+		return 0;
+	return errno == ENOENT ? 1 : -errno;
+}
+
+static int rekey_failed(struct ktls_conn *c, int ret, const char *what)
+{
+	struct ktls_dir *d = &c->tx;
+
+	/* The peer now expects the new key and the kernel has the old one:
+	 * nothing more can be sent correctly.  No alert either: the peer
+	 * could not decrypt one under the old key. */
+	d->st.reason = KTLS_R_REKEY_FAILED;
+	d->st.err = -ret;
+	snprintf(d->st.detail, sizeof(d->st.detail), "%s: %s", what, ktls_errno_name(ret));
+	c->dead = true;
+	shutdown(c->fd, SHUT_RDWR);
+	ktls_trace("fd %d TX re-key failed: %s: %s", c->fd, what, ktls_errno_name(ret));
+	errno = -ret;
+	return ret;
+}
+
+int ktls_tx_after_handshake(struct ktls_conn *c, int nku)
+{
+	struct ktls_dir *d = &c->tx;
+	uint64_t gen = d->secret.gen, kernel_gen = gen, target;
+	bool maybe_staged = false;
+	struct ktls_keyblock kb;
+	int ret;
+
+	if (d->staged) {
+		ret = staged_consumed(c);
+		if (ret == 1) {
+			kernel_gen = gen + 1;
+			d->st.staged_switches++;
+		} else {
+			maybe_staged = true;	/* still there, or cannot tell */
+		}
+	}
+	/* The kernel only switches on a KeyUpdate it found, which the peer
+	 * will find too: it is never ahead of what the peer expects. */
+	target = gen + (uint64_t)nku;
+	if (kernel_gen > target)
+		target = kernel_gen;
+	if (target == gen)
+		return 0;	/* no KeyUpdate in this record */
+	d->staged = false;
+	if (!d->secret.len)
+		return rekey_failed(c, -ENOKEY, "TLS_TX re-key (no key-log secret)");
+	while (d->secret.gen < target) {
+		ret = ktls_secret_next(&d->secret);
+		if (ret)
+			return rekey_failed(c, ret, "TLS_TX re-key");
+	}
+	if (kernel_gen != target) {
+		/* A key left staged would later be switched to a second time. */
+		if (maybe_staged &&
+		    ktls_sys->setsockopt(c->fd, SOL_TLS, TLS_TX_NEXT, NULL, 0) < 0 &&
+		    errno != ENOENT)
+			return rekey_failed(c, -errno, "TLS_TX_NEXT drop");
+		ret = ktls_secret_keyblock(&d->secret, d->st.cipher, &kb);
+		if (!ret) {
+			ret = ktls_install_opt(c->fd, TLS_TX, &kb);
+			ktls_keyblock_wipe(&kb);
+		}
+		if (ret)
+			return rekey_failed(c, ret, "TLS_TX re-key");
+	}
+	d->st.rekeys++;
+	d->since_ku = 0;
+	d->writes = 0;
+	ktls_tx_stage(c);
+	return 0;
+}
+
+/* The kernel's count of records sent under the current TX key. */
+static int kernel_tx_seq(struct ktls_conn *c, uint64_t *seq)
+{
+	unsigned char info[KTLS_MAX_INFO];
+	socklen_t len = sizeof(info);
+	struct ktls_keyblock kb;
+	int ret = 0;
+
+	if (ktls_sys->getsockopt(c->fd, SOL_TLS, TLS_TX, info, &len) < 0)
+		ret = -errno;
+	else
+		ret = ktls_keyblock_from_info(&kb, info, len);
+	OPENSSL_cleanse(info, sizeof(info));
+	if (ret)
+		return ret;
+	*seq = 0;
+	for (size_t i = 0; i < KTLS_SEQ_SIZE; i++)
+		*seq = *seq << 8 | kb.seq[i];
+	ktls_keyblock_wipe(&kb);
+	return 0;
+}
+
+static uint64_t record_limit(const struct ktls_conn *c)
+{
+	if (c->policy.keyupdate_records)
+		return c->policy.keyupdate_records;
+	if (c->tx.st.cipher && c->tx.st.cipher->kernel_id == TLS_CIPHER_CHACHA20_POLY1305)
+		return 0;
+	return AEAD_RECORD_LIMIT;
+}
+
+int ktls_tx_maybe_keyupdate(struct ktls_conn *c)
+{
+	/* KeyUpdate, update_not_requested (RFC 8446 4.6.3) */
+	static const uint8_t ku[5] = { KTLS_HS_KEY_UPDATE, 0, 0, 1, 0 };
+	struct ktls_dir *d = &c->tx;
+	uint64_t limit = record_limit(c), seq;
+	ssize_t n;
+
+	if (d->st.version != KTLS_TLS13 || !limit)
+		return 0;
+	if (d->since_ku < limit && ++d->writes < KERNEL_SEQ_EVERY)
+		return 0;
+	d->writes = 0;
+	if (kernel_tx_seq(c, &seq) == 0)
+		d->since_ku = seq;	/* the kernel's count wins over ours */
+	if (d->since_ku < limit)
+		return 0;
+	ktls_tx_before_handshake(c);
+	n = ktls_send_ctrl(c, KTLS_CT_HANDSHAKE, ku, sizeof(ku));
+	if (n < 0)
+		return -errno;	/* nothing went out: tried again on the next write */
+	d->st.records++;
+	d->st.keyupdates++;
+	ktls_trace("fd %d KeyUpdate sent after %llu records", c->fd,
+		   (unsigned long long)d->since_ku);
+	return ktls_tx_after_handshake(c, 1);
+}
