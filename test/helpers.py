@@ -90,3 +90,27 @@ def payload_lines(nbytes, seed=1):
         total += len(line)
         i += 1
     return lines
+
+
+# Guest shell (dash): `conf NAME "KEY = VALUE"` writes /root/NAME.cnf, an
+# openssl.cnf that loads the installed "ktls" provider with that setting.
+GUEST_PROVIDER_CONF = r"""
+mod=$(find / -xdev -name ktls.so -path '*ossl-modules*' 2>/dev/null | head -n1)
+[ -n "$mod" ] || { echo "ktls.so not installed in the guest"; exit 3; }
+conf() {
+    cat > "/root/$1.cnf" <<EOC
+openssl_conf = init
+[init]
+providers = prov
+[prov]
+default = dflt
+ktls = ktls
+[dflt]
+activate = 1
+[ktls]
+activate = 1
+module = $mod
+$2
+EOC
+}
+"""

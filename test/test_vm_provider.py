@@ -6,30 +6,12 @@ import json
 
 import pytest
 
-from helpers import make_cert
+from helpers import GUEST_PROVIDER_CONF, make_cert
 
 pytestmark = pytest.mark.vm
 
-GUEST = r"""
+GUEST = GUEST_PROVIDER_CONF + r"""
 cd /root
-mod=$(find / -xdev -name ktls.so -path '*ossl-modules*' 2>/dev/null | head -n1)
-[ -n "$mod" ] || { echo "ktls.so not installed in the guest"; exit 3; }
-conf() {
-    cat > "$1.cnf" <<EOC
-openssl_conf = init
-[init]
-providers = prov
-[prov]
-default = dflt
-ktls = ktls
-[dflt]
-activate = 1
-[ktls]
-activate = 1
-module = $mod
-$2
-EOC
-}
 conf off "offload = off"
 conf always "tls13 = always"
 conf notx "tx = off"

@@ -1,88 +1,158 @@
 """TLS 1.3 KeyUpdate with the kernel encrypting, on our patched 6.12
-kernel (re-key UAPI of mainline 6.14): the bridge sends libssl's KeyUpdate
-record and then installs the next TX key (HKDF "traffic upd" chain).
-OpenSSL 3.0 never offers TLS 1.3 receive keys, so RX stays in userspace.
-Kernel counters (/proc/net/tls_stat TlsTxRekeyOk) prove each re-key."""
+kernel (re-key UAPI of mainline 6.14 plus pre-staged keys): the bridge
+sends libssl's KeyUpdate record and moves the kernel to the next TX key
+(HKDF "traffic upd" chain), either by a key staged beforehand with
+TLS_TX_NEXT (the default where the kernel has it) or by setting TLS_TX
+again (policy prestage = off).  A third run has the bridge send KeyUpdates
+of its own every 16 records (keyupdate_records).  OpenSSL 3.0 never offers
+TLS 1.3 receive keys, so RX stays in userspace.  The kernel's counters in
+/proc/net/tls_stat prove each re-key and each staged switch."""
 
 import json
-import os
 
 import pytest
 
-from helpers import make_cert
+from conftest import VMProcess
+from helpers import GUEST_PROVIDER_CONF, make_cert
 
 pytestmark = pytest.mark.vm
 
 KERNEL = "patched-6.12"
 
-GUEST = r"""
+GUEST = GUEST_PROVIDER_CONF + r"""
 set -e
 cd /root
-stat() { awk -v k="$1" '$1 == k {print $2}' /proc/net/tls_stat; }
+conf setagain "prestage = off"
+conf proactive "keyupdate_records = 16"
+stats() { echo "STAT $1 $(awk '$1 ~ /^TlsTx(RekeyOk|RekeyError|StagedSwitch)$/ {printf "\"%s\":%s,", $1, $2}' /proc/net/tls_stat | sed 's/,$//; s/^/{/; s/$/}/')"; }
 ktls-probe --json > probe.json
-before=$(stat TlsTxRekeyOk)
-ktls-serve --cert certs/cert.pem --key certs/key.pem --port 4433 --echo --json \
-    --max-conns 2 > serve.json 2> serve.err &
-sleep 1
-ktls-client --json --tls1_3 --bytes 8M --keyupdate-every 16 --keyupdate-requested \
-    127.0.0.1:4433 > client1.json || echo "client1 failed: $?"
-ktls-client --json --tls1_3 --ciphersuites TLS_CHACHA20_POLY1305_SHA256 --bytes 2M \
-    --keyupdate-every 4 127.0.0.1:4433 > client2.json || echo "client2 failed: $?"
-wait
-after=$(stat TlsTxRekeyOk)
-echo "PROBE $(cat probe.json)"
-echo "CLIENT1 $(cat client1.json)"
-echo "CLIENT2 $(cat client2.json)"
-sed 's/^/SERVE /' serve.json
-echo "REKEYOK $before $after"
-echo "TXERR $(stat TlsTxRekeyError)"
+echo "PROBE - $(cat probe.json)"
+# run NAME SERVE-CONF -- two clients against one server; counters around it
+run() {
+    stats $1.before
+    OPENSSL_CONF=${2:-/dev/null} ktls-serve --cert certs/cert.pem --key certs/key.pem \
+        --port 4433 --echo --json --max-conns 2 > $1.serve 2> $1.err &
+    sleep 1
+    OPENSSL_CONF=${2:-/dev/null} ktls-client --json --tls1_3 --bytes 8M $3 \
+        127.0.0.1:4433 > $1.c1 || echo "client1 failed: $?"
+    OPENSSL_CONF=${2:-/dev/null} ktls-client --json --tls1_3 \
+        --ciphersuites TLS_CHACHA20_POLY1305_SHA256 --bytes 2M $4 \
+        127.0.0.1:4433 > $1.c2 || echo "client2 failed: $?"
+    wait
+    stats $1.after
+    echo "CLIENT1 $1 $(cat $1.c1)"
+    echo "CLIENT2 $1 $(cat $1.c2)"
+    sed "s/^/SERVE $1 /" $1.serve
+}
+run staged "" "--keyupdate-every 16 --keyupdate-requested" "--keyupdate-every 4"
+run setagain /root/setagain.cnf "--keyupdate-every 16 --keyupdate-requested" "--keyupdate-every 4"
+run proactive /root/proactive.cnf "" ""
 """
 
 
 def parse(out):
-    res = {"SERVE": []}
+    res = {}
     for line in out.splitlines():
-        key, _, rest = line.partition(" ")
-        if key == "SERVE":
-            res["SERVE"].append(json.loads(rest))
-        elif key in ("PROBE", "CLIENT1", "CLIENT2"):
-            res[key] = json.loads(rest)
-        elif key in ("REKEYOK", "TXERR"):
-            res[key] = [int(x) for x in rest.split()]
+        parts = line.split(" ", 2)
+        if len(parts) < 3:
+            continue
+        kind, name, rest = parts
+        if kind in ("PROBE", "STAT", "CLIENT1", "CLIENT2", "SERVE"):
+            res.setdefault((kind, name), []).append(json.loads(rest))
     return res
 
 
-def test_tls13_keyupdates_rekey_the_kernel(vm_run, tmp_path):
-    certs = tmp_path / "certs"
+@pytest.fixture(scope="module")
+def guest(vm_platform, tmp_path_factory):
+    """One boot for the whole module: the three runs and their counters."""
+    tmp = tmp_path_factory.mktemp("rekey")
+    certs = tmp / "certs"
     certs.mkdir()
     make_cert(str(certs))
-    script = tmp_path / "guest.sh"
+    script = tmp / "guest.sh"
     script.write_text(GUEST)
-    r = vm_run("sh /root/guest.sh", kernel=KERNEL, timeout=600,
-               puts=[(str(certs), "/root/certs"), (str(script), "/root/guest.sh")])
+    p = VMProcess("sh /root/guest.sh", kernel=KERNEL, timeout=600,
+                  puts=[(str(certs), "/root/certs"), (str(script), "/root/guest.sh")])
+    try:
+        r = p.wait()
+    finally:
+        p.kill()
     assert r[0] == 0, r.stdout + r.stderr
-    res = parse(r.stdout)
-    assert res["PROBE"]["rekey"] is True, res["PROBE"]
-    c1, c2 = res["CLIENT1"], res["CLIENT2"]
-    # both transfers echoed byte for byte (ktls-client checks the hash)
-    assert c1["ok"] and c1["sha256_sent"] == c1["sha256_received"]
-    assert c2["ok"] and c2["sha256_sent"] == c2["sha256_received"]
-    # TLS 1.3 TX was in the kernel on both ends, re-keyed per KeyUpdate
-    assert c1["status"]["tx"]["mode"] == "kernel-sw"
-    assert c1["kernel_conf"]["tx"] == "sw"     # the kernel's word (sock_diag)
-    # one every 16 records, none after the last (512 records)
-    assert c1["keyupdates_sent"] == ((8 << 20) // 16384 - 1) // 16
-    assert c1["status"]["tx"]["rekeys"] == c1["keyupdates_sent"]
-    assert c2["status"]["tx"]["rekeys"] == c2["keyupdates_sent"] > 0
-    s1, s2 = res["SERVE"]
+    assert "failed" not in r.stdout, r.stdout + r.stderr
+    return parse(r.stdout)
+
+
+def run_of(res, name):
+    c1 = res[("CLIENT1", name)][0]
+    c2 = res[("CLIENT2", name)][0]
+    s1, s2 = res[("SERVE", name)]
+    before = res[("STAT", name + ".before")][0]
+    after = res[("STAT", name + ".after")][0]
+    delta = {k: after[k] - before[k] for k in after}
+    print("\n[vm_rekey] %s: tls_stat %s; tx rekeys/staged/keyupdates/records:" % (name, delta),
+          [(x["status"]["tx"]["rekeys"], x["status"]["tx"]["staged_switches"],
+            x["status"]["tx"]["keyupdates"], x["status"]["tx"]["records"])
+           for x in (c1, c2, s1, s2)])
+    for c in (c1, c2):      # echoed byte for byte (ktls-client hashes both ways)
+        assert c["ok"] and c["sha256_sent"] == c["sha256_received"], c
     assert s1["ok"] and s2["ok"]
-    assert s1["status"]["tx"]["mode"] == "kernel-sw"
+    for x in (c1, c2, s1, s2):      # TLS 1.3 TX in the kernel everywhere
+        assert x["status"]["tx"]["mode"] == "kernel-sw" and x["status"]["tx"]["tls"] == "1.3"
+    assert c1["kernel_conf"]["tx"] == "sw"     # the kernel's word (sock_diag)
+    assert delta["TlsTxRekeyError"] == 0
+    return c1, c2, s1, s2, delta
+
+
+def test_probe_says_rekey_and_prestage(guest):
+    probe = guest[("PROBE", "-")][0]
+    assert probe["rekey"] is True and probe["prestage"] is True, probe
+
+
+def test_keyupdates_switch_to_staged_keys(guest):
+    """Default policy on this kernel: every KeyUpdate is a staged switch,
+    TLS_TX is never set again."""
+    c1, c2, s1, s2, delta = run_of(guest, "staged")
+    # one every 16 of 512 records, none after the last
+    assert c1["keyupdates_sent"] == (512 - 1) // 16
+    assert c2["keyupdates_sent"] == (128 - 1) // 4
+    for c in (c1, c2):
+        tx = c["status"]["tx"]
+        assert tx["rekeys"] == tx["staged_switches"] == tx["keyupdates"] == c["keyupdates_sent"]
     # update_requested: the server answered every KeyUpdate with its own
-    assert s1["status"]["tx"]["rekeys"] == c1["keyupdates_sent"]
+    assert s1["status"]["tx"]["rekeys"] == s1["status"]["tx"]["staged_switches"] \
+        == c1["keyupdates_sent"]
     assert s2["status"]["tx"]["rekeys"] == 0
-    before, after = res["REKEYOK"]
-    # the three processes (server, two clients) each probe once, and the
-    # probe re-keys a TLS 1.3 socket on its own loopback pair
-    assert after - before == 3 + (c1["status"]["tx"]["rekeys"] + c2["status"]["tx"]["rekeys"]
-                                  + s1["status"]["tx"]["rekeys"])
-    assert res["TXERR"] == [0]
+    staged = sum(x["status"]["tx"]["staged_switches"] for x in (c1, c2, s1))
+    assert delta["TlsTxStagedSwitch"] == staged
+    # only the three processes' probes set TLS_TX twice (their rekey test)
+    assert delta["TlsTxRekeyOk"] == 3
+
+
+def test_keyupdates_set_tls_tx_again(guest):
+    """prestage = off: the bridge sets TLS_TX after each KeyUpdate (the
+    mainline 6.14 way); the kernel counts each as TlsTxRekeyOk."""
+    c1, c2, s1, s2, delta = run_of(guest, "setagain")
+    for c in (c1, c2):
+        tx = c["status"]["tx"]
+        assert tx["rekeys"] == c["keyupdates_sent"] > 0
+        assert tx["staged_switches"] == 0
+    assert s1["status"]["tx"]["rekeys"] == c1["keyupdates_sent"]
+    assert delta["TlsTxStagedSwitch"] == 0
+    assert delta["TlsTxRekeyOk"] == 3 + sum(x["status"]["tx"]["rekeys"] for x in (c1, c2, s1))
+
+
+def test_bridge_sends_keyupdates_at_the_record_limit(guest):
+    """keyupdate_records = 16: no KeyUpdate from the applications, the
+    bridge sends its own once the kernel's counter reaches 16 records."""
+    c1, c2, s1, s2, delta = run_of(guest, "proactive")
+    for x in (c1, c2, s1, s2):
+        tx = x["status"]["tx"]
+        recs = tx["records"]
+        assert tx["keyupdates"] == tx["rekeys"] == tx["staged_switches"]
+        # one per 16 data records; the KeyUpdate records are counted too
+        assert (recs - 16) // 17 <= tx["keyupdates"] <= recs // 17, tx
+    for c in (c1, c2):
+        assert c["keyupdates_sent"] == 0       # the application sent none
+        assert c["status"]["tx"]["keyupdates"] >= 7
+    total = sum(x["status"]["tx"]["keyupdates"] for x in (c1, c2, s1, s2))
+    assert delta["TlsTxStagedSwitch"] == total
