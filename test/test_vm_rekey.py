@@ -47,6 +47,21 @@ run() {
 run staged "" "--keyupdate-every 16 --keyupdate-requested" "--keyupdate-every 4"
 run setagain /root/setagain.cnf "--keyupdate-every 16 --keyupdate-requested" "--keyupdate-every 4"
 run proactive /root/proactive.cnf "" ""
+# one connection each: 64 MiB echoed, a KeyUpdate every 4 records both ways
+long() {
+    stats $1.before
+    OPENSSL_CONF=${2:-/dev/null} ktls-serve --cert certs/cert.pem --key certs/key.pem \
+        --port 4433 --echo --json --max-conns 1 > $1.serve 2> $1.err &
+    sleep 1
+    OPENSSL_CONF=${2:-/dev/null} ktls-client --json --tls1_3 --bytes 64M --timeout 300 \
+        --keyupdate-every 4 --keyupdate-requested 127.0.0.1:4433 > $1.c1 || echo "client failed: $?"
+    wait
+    stats $1.after
+    echo "CLIENT1 $1 $(cat $1.c1)"
+    sed "s/^/SERVE $1 /" $1.serve
+}
+long long-staged ""
+long long-setagain /root/setagain.cnf
 """
 
 
@@ -156,3 +171,31 @@ def test_bridge_sends_keyupdates_at_the_record_limit(guest):
         assert c["status"]["tx"]["keyupdates"] >= 7
     total = sum(x["status"]["tx"]["keyupdates"] for x in (c1, c2, s1, s2))
     assert delta["TlsTxStagedSwitch"] == total
+
+
+@pytest.mark.parametrize("name,staged", [("long-staged", True), ("long-setagain", False)])
+def test_thousand_keyupdates_each_way_over_64mib(guest, name, staged):
+    """One connection, 64 MiB each way, the client sends a KeyUpdate with
+    update_requested every 4 records and the server answers each: over
+    1,000 kernel re-keys in each direction, every byte checked."""
+    c = guest[("CLIENT1", name)][0]
+    s = guest[("SERVE", name)][0]
+    before = guest[("STAT", name + ".before")][0]
+    after = guest[("STAT", name + ".after")][0]
+    delta = {k: after[k] - before[k] for k in after}
+    print("\n[vm_rekey] %s: tls_stat %s, client tx %s, server tx %s"
+          % (name, delta, c["status"]["tx"], s["status"]["tx"]))
+    assert c["ok"] and c["bytes_sent"] == c["bytes_received"] == 64 << 20
+    assert c["sha256_sent"] == c["sha256_received"] == s["sha256_in"]
+    n = c["keyupdates_sent"]
+    assert n == (4096 - 1) // 4 >= 1000
+    for x in (c, s):
+        tx = x["status"]["tx"]
+        assert tx["mode"] == "kernel-sw"
+        assert tx["rekeys"] == tx["keyupdates"] == n
+        assert tx["staged_switches"] == (n if staged else 0)
+    assert delta["TlsTxRekeyError"] == 0
+    if staged:
+        assert delta["TlsTxStagedSwitch"] == 2 * n and delta["TlsTxRekeyOk"] == 2
+    else:
+        assert delta["TlsTxStagedSwitch"] == 0 and delta["TlsTxRekeyOk"] == 2 + 2 * n
