@@ -38,12 +38,7 @@ static bool offloaded(const struct ktls_dir *d)
 static void refuse(struct ktls_dir *d, enum ktls_reason r, int err, const char *what)
 {
 	d->st.mode = KTLS_MODE_USERSPACE;
-	d->st.reason = r;
-	d->st.err = err;
-	if (err)
-		snprintf(d->st.detail, sizeof(d->st.detail), "%s: %s", what, ktls_errno_name(err));
-	else
-		snprintf(d->st.detail, sizeof(d->st.detail), "%s", what);
+	ktls_dir_note(d, r, err, what);
 }
 
 /* Policy and probe, before any side effect. 0 = go ahead. */
@@ -105,9 +100,13 @@ static long set_ktls(struct ktls_conn *c, const void *info, bool tx)
 	enum ktls_reason r;
 	int err, ret;
 
-	if (offloaded(d))	/* 3.2+ re-offers on KeyUpdate: the chain decides */
-		return 0;
 	ret = ktls_keyblock_from_info(&kb, info, KTLS_MAX_INFO);
+	if (offloaded(d)) {
+		/* 3.2+ offers the next key after a KeyUpdate: the chain decides */
+		ret = ret ? 0 : ktls_key_reoffered(c, tx, &kb);
+		ktls_keyblock_wipe(&kb);
+		return ret;
+	}
 	if (ret) {
 		refuse(d, KTLS_R_BAD_KEYS, -ret, what);
 		return 0;
@@ -140,7 +139,7 @@ static long set_ktls(struct ktls_conn *c, const void *info, bool tx)
 	ktls_trace("fd %d %s offloaded: %s TLS %s", c->fd, what, kb.cipher->name,
 		   kb.version == KTLS_TLS13 ? "1.3" : "1.2");
 	if (tx)
-		ktls_tx_stage(c);	/* best effort: KeyUpdates can set TLS_TX again */
+		ktls_key_stage(c, tx);	/* best effort: KeyUpdates can set the key again */
 out:
 	ktls_keyblock_wipe(&kb);
 	return offloaded(d);
@@ -278,12 +277,24 @@ static ssize_t recv_record(struct ktls_conn *c, uint8_t *out, size_t cap)
 
 	if (iov.iov_len > KTLS_REC_MAX)
 		iov.iov_len = KTLS_REC_MAX;
-	n = ktls_sys->recvmsg(c->fd, &msg, 0);
+	for (;;) {
+		n = ktls_sys->recvmsg(c->fd, &msg, 0);
+		/* the kernel waits for the key after a KeyUpdate (6.14 UAPI) */
+		if (n < 0 && errno == EKEYEXPIRED && c->rx.st.version == KTLS_TLS13) {
+			if (ktls_rx_key_expired(c))
+				return -1;
+			msg.msg_controllen = sizeof(cbuf);
+			continue;
+		}
+		break;
+	}
 	if (n <= 0)
 		return n;
 	for (cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm))
 		if (cm->cmsg_level == SOL_TLS && cm->cmsg_type == TLS_GET_RECORD_TYPE)
 			type = *CMSG_DATA(cm);
+	if (type == KTLS_CT_HANDSHAKE && ktls_rx_after_handshake(c, iov.iov_base, (size_t)n))
+		return -1;	/* ended: the record is not handed up */
 	out[0] = type;
 	out[1] = 3;
 	out[2] = 3;
@@ -302,6 +313,10 @@ static int bridge_read(BIO *b, char *out, int outl)
 	BIO_clear_retry_flags(b);
 	if (!out || outl <= 0)
 		return 0;
+	if (c->dead) {
+		errno = c->rx.st.err ? c->rx.st.err : EPROTO;
+		return -1;
+	}
 	if (!offloaded(&c->rx)) {
 		n = read(c->fd, out, (size_t)outl);
 		if (n > 0)

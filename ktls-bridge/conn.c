@@ -80,8 +80,10 @@ static void keylog_take(const SSL *ssl, struct ktls_conn *c, const char *line)
 	}
 	digest = suite_digest(ssl);
 	ours_tx = SSL_is_server(ssl) ? !client_label : client_label;
-	if (digest && n)
-		ktls_secret_set(ours_tx ? &c->tx.secret : &c->rx.secret, secret, n, digest);
+	if (digest && n &&
+	    !ktls_secret_set(ours_tx ? &c->tx.secret : &c->rx.secret, secret, n, digest) &&
+	    (ours_tx ? &c->tx : &c->rx)->st.mode != KTLS_MODE_USERSPACE)
+		ktls_key_stage(c, ours_tx);	/* keys went to the kernel before the secret */
 	OPENSSL_cleanse(secret, sizeof(secret));
 }
 
@@ -206,6 +208,32 @@ int ktls_conn_attach(SSL *ssl, int fd, const struct ktls_policy *policy)
 	c->ssl = ssl;
 	SSL_set_bio(ssl, b, b);
 	return 0;
+}
+
+void ktls_dir_note(struct ktls_dir *d, enum ktls_reason r, int err, const char *what)
+{
+	d->st.reason = r;
+	d->st.err = err;
+	if (err)
+		snprintf(d->st.detail, sizeof(d->st.detail), "%s: %s", what, ktls_errno_name(err));
+	else
+		snprintf(d->st.detail, sizeof(d->st.detail), "%s", what);
+}
+
+void ktls_conn_fatal(struct ktls_conn *c, bool tx, enum ktls_reason r, int err,
+		     uint8_t alert, const char *what)
+{
+	struct ktls_dir *d = tx ? &c->tx : &c->rx;
+
+	if (alert && !c->dead && c->tx.st.mode != KTLS_MODE_USERSPACE) {
+		const uint8_t rec[2] = { 2, alert };	/* fatal */
+
+		ktls_send_ctrl(c, KTLS_CT_ALERT, rec, sizeof(rec));
+	}
+	ktls_dir_note(d, r, err, what);
+	c->dead = true;
+	shutdown(c->fd, SHUT_RDWR);
+	ktls_trace("fd %d connection ended: %s (%s)", c->fd, ktls_reason_code(r), d->st.detail);
 }
 
 /* ------------------------------------------------------------------ */

@@ -78,6 +78,8 @@ struct ktls_dir {
 	bool staged;		/* generation secret.gen + 1 is staged (TLS_*_NEXT) */
 	uint64_t since_ku;	/* records since the last re-key (estimate) */
 	unsigned int writes;	/* writes since the kernel's counter was read */
+	uint64_t storm_start;	/* RX: start of the KeyUpdate rate window (ns) */
+	uint32_t storm_count;	/* RX: peer KeyUpdates in that window */
 };
 
 struct ktls_conn {
@@ -101,9 +103,12 @@ struct ktls_conn *ktls_conn_from_bio(BIO *b);
 ssize_t ktls_send_ctrl(struct ktls_conn *c, int type, const void *buf, size_t len);
 
 /* txkey.c: the TLS 1.3 transmit key chain once the kernel has TX. */
-/* Stage generation gen+1 with TLS_TX_NEXT when policy and kernel allow;
- * a failure only means the next KeyUpdate sets TLS_TX again. */
-int ktls_tx_stage(struct ktls_conn *c);
+/* Stage generation gen+1 with TLS_TX_NEXT/TLS_RX_NEXT when policy and
+ * kernel allow; a failure only means the next KeyUpdate sets the key again. */
+int ktls_key_stage(struct ktls_conn *c, bool tx);
+/* Did the kernel switch to the staged key?  1 yes (nothing staged any
+ * more), 0 no, -errno when it cannot tell. */
+int ktls_key_staged_consumed(struct ktls_conn *c, bool tx);
 /* Before a handshake record goes out: stage now if staging is wanted. */
 void ktls_tx_before_handshake(struct ktls_conn *c);
 /* After a handshake record holding nku KeyUpdates went out: bring the
@@ -114,3 +119,20 @@ int ktls_tx_after_handshake(struct ktls_conn *c, int nku);
  * this key reached the limit (policy keyupdate_records, else the AEAD
  * limit).  0, or -errno with errno set (retryable errors included). */
 int ktls_tx_maybe_keyupdate(struct ktls_conn *c);
+
+/* rxkey.c: the TLS 1.3 receive key chain once the kernel has RX. */
+/* A decrypted handshake record was received: count its KeyUpdates, apply
+ * the storm guard, follow a staged switch.  0, or -errno when the
+ * connection had to end (the record must not be handed up). */
+int ktls_rx_after_handshake(struct ktls_conn *c, const uint8_t *body, size_t len);
+/* recvmsg said EKEYEXPIRED: install the next generation now. */
+int ktls_rx_key_expired(struct ktls_conn *c);
+/* libssl offered TLS 1.3 keys again for an offloaded direction (OpenSSL
+ * 3.2+ after a KeyUpdate): 1 when they are the generation the kernel holds
+ * or the next one (then installed), else the connection ends and 0. */
+int ktls_key_reoffered(struct ktls_conn *c, bool tx, const struct ktls_keyblock *kb);
+/* Record a direction's reason, errno and "what: ERRNO" detail. */
+void ktls_dir_note(struct ktls_dir *d, enum ktls_reason r, int err, const char *what);
+/* End the connection: a fatal alert through the kernel when it has TX. */
+void ktls_conn_fatal(struct ktls_conn *c, bool tx, enum ktls_reason r, int err,
+		     uint8_t alert, const char *what);

@@ -188,6 +188,8 @@ enum ktls_reason {
 	KTLS_R_BAD_KEYS,		/* libssl's key struct did not parse */
 	KTLS_R_REKEY_FAILED,		/* a KeyUpdate could not be installed: connection ended */
 	KTLS_R_PEER_CLOSED,		/* close_notify/alert ended it */
+	KTLS_R_KEYUPDATE_STORM,		/* peer KeyUpdates over storm_limit: ended */
+	KTLS_R_KEY_MISMATCH,		/* libssl re-offered a key off our chain: ended */
 	KTLS_R__COUNT
 };
 

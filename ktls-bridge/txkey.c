@@ -38,47 +38,46 @@
  * SSL_sendfile() records never pass through the BIO. */
 #define KERNEL_SEQ_EVERY 64
 
-static bool want_stage(const struct ktls_conn *c)
+static bool want_stage(const struct ktls_conn *c, const struct ktls_dir *d)
 {
 	return c->policy.prestage && ktls_probe_basic()->prestage &&
-	       c->tx.st.version == KTLS_TLS13 && c->tx.secret.len;
+	       d->st.version == KTLS_TLS13 && d->secret.len;
 }
 
-int ktls_tx_stage(struct ktls_conn *c)
+int ktls_key_stage(struct ktls_conn *c, bool tx)
 {
-	struct ktls_dir *d = &c->tx;
+	struct ktls_dir *d = tx ? &c->tx : &c->rx;
 	struct ktls_keyblock kb;
 	int ret;
 
-	if (!want_stage(c))
+	if (!want_stage(c, d))
 		return 0;
 	ret = ktls_secret_peek_next(&d->secret, d->st.cipher, &kb);
 	if (!ret) {
-		ret = ktls_install_opt(c->fd, TLS_TX_NEXT, &kb);
+		ret = ktls_install_opt(c->fd, tx ? TLS_TX_NEXT : TLS_RX_NEXT, &kb);
 		ktls_keyblock_wipe(&kb);
 	}
 	d->staged = ret == 0;
 	if (ret)
-		ktls_trace("fd %d TLS_TX_NEXT refused (%s): the next KeyUpdate sets TLS_TX again",
-			   c->fd, ktls_errno_name(ret));
+		ktls_trace("fd %d %s refused (%s): the next KeyUpdate sets %s again", c->fd,
+			   tx ? "TLS_TX_NEXT" : "TLS_RX_NEXT", ktls_errno_name(ret),
+			   tx ? "TLS_TX" : "TLS_RX");
 	return ret;
 }
 
 void ktls_tx_before_handshake(struct ktls_conn *c)
 {
 	if (!c->tx.staged)
-		ktls_tx_stage(c);
+		ktls_key_stage(c, true);
 }
 
-/* Did the kernel use the staged key?  1 yes (nothing staged any more),
- * 0 no, -errno when it cannot tell. */
-static int staged_consumed(struct ktls_conn *c)
+int ktls_key_staged_consumed(struct ktls_conn *c, bool tx)
 {
 	unsigned char info[KTLS_MAX_INFO];
 	socklen_t len = sizeof(info);
 	int ret;
 
-	ret = ktls_sys->getsockopt(c->fd, SOL_TLS, TLS_TX_NEXT, info, &len);
+	ret = ktls_sys->getsockopt(c->fd, SOL_TLS, tx ? TLS_TX_NEXT : TLS_RX_NEXT, info, &len);
 	OPENSSL_cleanse(info, sizeof(info));
 	if (ret == 0)
 		return 0;
@@ -87,17 +86,10 @@ static int staged_consumed(struct ktls_conn *c)
 
 static int rekey_failed(struct ktls_conn *c, int ret, const char *what)
 {
-	struct ktls_dir *d = &c->tx;
-
 	/* The peer now expects the new key and the kernel has the old one:
-	 * nothing more can be sent correctly.  No alert either: the peer
-	 * could not decrypt one under the old key. */
-	d->st.reason = KTLS_R_REKEY_FAILED;
-	d->st.err = -ret;
-	snprintf(d->st.detail, sizeof(d->st.detail), "%s: %s", what, ktls_errno_name(ret));
-	c->dead = true;
-	shutdown(c->fd, SHUT_RDWR);
-	ktls_trace("fd %d TX re-key failed: %s: %s", c->fd, what, ktls_errno_name(ret));
+	 * nothing more can be sent correctly, not even an alert the peer
+	 * could decrypt. */
+	ktls_conn_fatal(c, true, KTLS_R_REKEY_FAILED, -ret, 0, what);
 	errno = -ret;
 	return ret;
 }
@@ -111,7 +103,7 @@ int ktls_tx_after_handshake(struct ktls_conn *c, int nku)
 	int ret;
 
 	if (d->staged) {
-		ret = staged_consumed(c);
+		ret = ktls_key_staged_consumed(c, true);
 		if (ret == 1) {
 			kernel_gen = gen + 1;
 			d->st.staged_switches++;
@@ -151,7 +143,7 @@ int ktls_tx_after_handshake(struct ktls_conn *c, int nku)
 	d->st.rekeys++;
 	d->since_ku = 0;
 	d->writes = 0;
-	ktls_tx_stage(c);
+	ktls_key_stage(c, true);
 	return 0;
 }
 

@@ -39,6 +39,10 @@ static struct {
 	uint8_t staged_tx[KTLS_MAX_INFO];
 	int next_sets, drops, switches;
 	uint64_t tx_seq;	/* what getsockopt(TLS_TX) reports as rec_seq */
+	/* receive re-key: a staged key, and KeyUpdates waiting for a key */
+	bool staged_rx;
+	uint8_t staged_rx_info[KTLS_MAX_INFO], last_rx[KTLS_MAX_INFO];
+	int rx_pending, rx_switches;
 } F;
 
 static int fake_setsockopt(int fd, int level, int name, const void *val, socklen_t len)
@@ -66,11 +70,14 @@ static int fake_setsockopt(int fd, int level, int name, const void *val, socklen
 		memcpy(F.last_tx, val, len < sizeof(F.last_tx) ? len : sizeof(F.last_tx));
 		return 0;
 	case TLS_RX:
-		if (F.rx_err) {
-			errno = F.rx_err;
+		if (F.rx_err || (F.rx_sets[fd] && F.rekey_err)) {
+			errno = F.rx_err ? F.rx_err : F.rekey_err;
 			return -1;
 		}
 		F.rx_sets[fd]++;
+		memcpy(F.last_rx, val, len < sizeof(F.last_rx) ? len : sizeof(F.last_rx));
+		if (F.rx_pending)
+			F.rx_pending--;
 		return 0;
 	case TLS_TX_NEXT:
 		if (F.prestage_err) {
@@ -91,6 +98,19 @@ static int fake_setsockopt(int fd, int level, int name, const void *val, socklen
 			errno = F.prestage_err;
 			return -1;
 		}
+		if (!val && !len) {
+			F.staged_rx = false;
+			return 0;
+		}
+		if (F.rx_pending) {	/* a KeyUpdate waits: installed at once */
+			memcpy(F.last_rx, val, len < sizeof(F.last_rx) ? len : sizeof(F.last_rx));
+			F.rx_pending--;
+			F.rx_switches++;
+			return 0;
+		}
+		F.staged_rx = true;
+		memcpy(F.staged_rx_info, val,
+		       len < sizeof(F.staged_rx_info) ? len : sizeof(F.staged_rx_info));
 		return 0;
 	default:
 		return 0;
@@ -130,9 +150,25 @@ static ssize_t fake_recvmsg(int fd, struct msghdr *msg, int flags)
 		errno = F.rec_err;
 		return -1;
 	}
+	if (F.rx_pending) {
+		errno = EKEYEXPIRED;
+		return -1;
+	}
 	if (!F.rec_len)
 		return recvmsg(fd, msg, flags);
 	memcpy(msg->msg_iov[0].iov_base, F.rec, F.rec_len);
+	if (F.rec_type == KTLS_CT_HANDSHAKE) {
+		int nku = ktls_hs_count_keyupdates(F.rec, F.rec_len, NULL);
+
+		if (nku > 0 && F.staged_rx) {	/* switch once, pend for the rest */
+			memcpy(F.last_rx, F.staged_rx_info, sizeof(F.last_rx));
+			F.staged_rx = false;
+			F.rx_switches++;
+			nku--;
+		}
+		if (nku > 0)
+			F.rx_pending += nku;
+	}
 	cm = CMSG_FIRSTHDR(msg);
 	cm->cmsg_level = SOL_TLS;
 	cm->cmsg_type = TLS_GET_RECORD_TYPE;
@@ -148,15 +184,17 @@ static int fake_getsockopt(int fd, int level, int name, void *val, socklen_t *le
 
 	if (level != SOL_TLS)
 		return getsockopt(fd, level, name, val, len);
-	if (name == TLS_TX_NEXT && !F.staged) {
+	if ((name == TLS_TX_NEXT && !F.staged) || (name == TLS_RX_NEXT && !F.staged_rx)) {
 		errno = ENOENT;
 		return -1;
 	}
-	if ((name != TLS_TX && name != TLS_TX_NEXT) || *len < c->info_size) {
+	if ((name != TLS_TX && name != TLS_TX_NEXT && name != TLS_RX_NEXT) ||
+	    *len < c->info_size) {
 		errno = EINVAL;
 		return -1;
 	}
-	memcpy(val, name == TLS_TX ? F.last_tx : F.staged_tx, c->info_size);
+	memcpy(val, name == TLS_TX ? F.last_tx : name == TLS_TX_NEXT ? F.staged_tx :
+		    F.staged_rx_info, c->info_size);
 	if (name == TLS_TX)
 		for (int i = 0; i < 8; i++)
 			((uint8_t *)val)[c->off_seq + i] = (uint8_t)(F.tx_seq >> (56 - 8 * i));
@@ -699,6 +737,154 @@ static void case_proactive_keyupdate(void)
 	close(b);
 }
 
+/* Offer the keys of generation gen of the chain from s0 (ctrl 72). */
+static long offer_gen(BIO *b, const uint8_t *s0, int gen, bool tx)
+{
+	unsigned char buf[KTLS_MAX_INFO + sizeof(size_t)];
+
+	memset(buf, 0, sizeof(buf));
+	gen_info(s0, gen, buf);
+	return BIO_ctrl(b, 72, tx, buf);
+}
+
+static void rx_record(int type, const void *p, size_t len)
+{
+	F.rec_type = type;
+	memcpy(F.rec, p, len);
+	F.rec_len = len;
+}
+
+static void p_storm3(struct ktls_policy *p) { p->storm_limit = 3; }
+
+/* TX and RX TLS 1.3 in the (fake) kernel, the RX chain from s0. */
+static BIO *rx_bridge(int *a, int *b, const uint8_t *s0, bool prestage,
+		      void (*tweak)(struct ktls_policy *))
+{
+	BIO *bio;
+
+	fake_reset();
+	F.rekey_err = 0;
+	if (prestage)
+		F.prestage_err = 0;
+	fake_probe();
+	tcp_pair(a, b);
+	bio = bridge(*a, tweak);
+	CHECK_EQ(offer_gen(bio, s0, 0, true), 1);
+	CHECK_EQ(offer_gen(bio, s0, 0, false), 1);
+	ktls_secret_set(&conn(bio)->rx.secret, s0, 32, "SHA256");
+	ktls_key_stage(conn(bio), false);	/* as the key-log callback does */
+	CHECK_EQ(F.staged_rx, prestage);
+	return bio;
+}
+
+static void case_rx_rekey(void)
+{
+	static const uint8_t ku[] = { 24, 0, 0, 1, 0 };
+	static const uint8_t two[] = { 24, 0, 0, 1, 0, 24, 0, 0, 1, 1 };
+	const size_t isz = ktls_cipher_by_name("AES-128-GCM")->info_size;
+	uint8_t s0[32], info[KTLS_MAX_INFO], buf[KTLS_REC_HDR + KTLS_REC_MAX];
+	int a, b;
+	BIO *bio;
+
+	memset(s0, 0x77, sizeof(s0));
+	gen_info(s0, 0, info);
+
+	/* 6.14 UAPI: KeyUpdate handed up, then EKEYEXPIRED until TLS_RX */
+	bio = rx_bridge(&a, &b, s0, false, NULL);
+	rx_record(KTLS_CT_HANDSHAKE, ku, sizeof(ku));
+	CHECK_EQ(BIO_read(bio, buf, sizeof(buf)), KTLS_REC_HDR + 5);
+	CHECK_EQ(buf[0], KTLS_CT_HANDSHAKE);
+	CHECK_EQ(F.rx_pending, 1);
+	rx_record(KTLS_CT_APPDATA, "hello", 5);
+	CHECK_EQ(BIO_read(bio, buf, sizeof(buf)), KTLS_REC_HDR + 5);	/* no EKEYEXPIRED */
+	CHECK(!memcmp(buf + KTLS_REC_HDR, "hello", 5));
+	CHECK_EQ(F.rx_sets[a], 2);
+	gen_info(s0, 1, info);
+	CHECK(!memcmp(F.last_rx, info, isz));
+	CHECK_EQ(conn(bio)->rx.st.rekeys, 1);
+	CHECK_EQ(conn(bio)->rx.st.keyupdates, 1);
+	CHECK_EQ(conn(bio)->rx.st.staged_switches, 0);
+	/* 3.2+ offers generation 1 again after the KeyUpdate: already there */
+	CHECK_EQ(offer_gen(bio, s0, 1, false), 1);
+	CHECK_EQ(F.rx_sets[a], 2);
+	/* ... or offers generation 2 before the kernel asked: installed */
+	CHECK_EQ(offer_gen(bio, s0, 2, false), 1);
+	CHECK_EQ(F.rx_sets[a], 3);
+	gen_info(s0, 2, info);
+	CHECK(!memcmp(F.last_rx, info, isz));
+	/* a key off the chain is not trusted: the connection ends */
+	CHECK_EQ(offer_gen(bio, s0, 5, false), 0);
+	CHECK_EQ(conn(bio)->rx.st.reason, KTLS_R_KEY_MISMATCH);
+	CHECK_EQ(F.ctrl_type[0], KTLS_CT_ALERT);
+	CHECK(!memcmp(F.ctrl_data[0], "\x02\x50", 2));	/* fatal internal_error */
+	CHECK_EQ(BIO_read(bio, buf, sizeof(buf)), -1);
+	BIO_free(bio);
+	close(a);
+	close(b);
+
+	/* pre-staged: the kernel switches at once, no EKEYEXPIRED, no TLS_RX */
+	bio = rx_bridge(&a, &b, s0, true, NULL);
+	rx_record(KTLS_CT_HANDSHAKE, ku, sizeof(ku));
+	CHECK_EQ(BIO_read(bio, buf, sizeof(buf)), KTLS_REC_HDR + 5);
+	CHECK_EQ(F.rx_pending, 0);
+	CHECK_EQ(F.rx_switches, 1);
+	CHECK_EQ(F.rx_sets[a], 1);
+	gen_info(s0, 1, info);
+	CHECK(!memcmp(F.last_rx, info, isz));
+	gen_info(s0, 2, info);
+	CHECK(F.staged_rx && !memcmp(F.staged_rx_info, info, isz));
+	CHECK_EQ(conn(bio)->rx.st.staged_switches, 1);
+	/* two in one record: one staged switch, then staging installs at once */
+	rx_record(KTLS_CT_HANDSHAKE, two, sizeof(two));
+	CHECK_EQ(BIO_read(bio, buf, sizeof(buf)), KTLS_REC_HDR + 10);
+	CHECK_EQ(F.rx_pending, 0);
+	CHECK_EQ(F.rx_sets[a], 1);
+	gen_info(s0, 3, info);
+	CHECK(!memcmp(F.last_rx, info, isz));
+	gen_info(s0, 4, info);
+	CHECK(F.staged_rx && !memcmp(F.staged_rx_info, info, isz));
+	CHECK_EQ(conn(bio)->rx.st.rekeys, 3);
+	CHECK_EQ(conn(bio)->rx.st.staged_switches, 3);
+	CHECK_EQ(conn(bio)->rx.st.keyupdates, 3);
+	/* 3.2+ re-offer of what the kernel holds: nothing to do */
+	CHECK_EQ(offer_gen(bio, s0, 3, false), 1);
+	CHECK_EQ(F.rx_sets[a], 1);
+	BIO_free(bio);
+	close(a);
+	close(b);
+
+	/* FAULT: TLS_RX refused after a KeyUpdate: alert (TX still works), end */
+	bio = rx_bridge(&a, &b, s0, false, NULL);
+	rx_record(KTLS_CT_HANDSHAKE, ku, sizeof(ku));
+	CHECK_EQ(BIO_read(bio, buf, sizeof(buf)), KTLS_REC_HDR + 5);
+	F.rekey_err = ENOMEM;
+	CHECK_EQ(BIO_read(bio, buf, sizeof(buf)), -1);
+	CHECK_EQ(conn(bio)->rx.st.reason, KTLS_R_REKEY_FAILED);
+	CHECK_EQ(conn(bio)->rx.st.err, ENOMEM);
+	CHECK_EQ(F.nctrl, 1);
+	CHECK(!memcmp(F.ctrl_data[0], "\x02\x50", 2));
+	BIO_free(bio);
+	close(a);
+	close(b);
+
+	/* storm guard: the 4th KeyUpdate within a second (limit 3) ends it */
+	bio = rx_bridge(&a, &b, s0, true, p_storm3);
+	rx_record(KTLS_CT_HANDSHAKE, ku, sizeof(ku));
+	for (int i = 0; i < 3; i++)
+		CHECK_EQ(BIO_read(bio, buf, sizeof(buf)), KTLS_REC_HDR + 5);
+	CHECK_EQ(F.nctrl, 0);
+	CHECK_EQ(BIO_read(bio, buf, sizeof(buf)), -1);
+	CHECK_EQ(errno, EPROTO);
+	CHECK_EQ(conn(bio)->rx.st.reason, KTLS_R_KEYUPDATE_STORM);
+	CHECK_EQ(F.nctrl, 1);
+	CHECK_EQ(F.ctrl_type[0], KTLS_CT_ALERT);
+	CHECK(!memcmp(F.ctrl_data[0], "\x02\x0a", 2));	/* fatal unexpected_message */
+	CHECK_EQ(BIO_read(bio, buf, sizeof(buf)), -1);	/* and nothing after */
+	BIO_free(bio);
+	close(a);
+	close(b);
+}
+
 static void case_handshake_walk(void)
 {
 	static const uint8_t coalesced[] = { 4, 0, 0, 2, 9, 9, 24, 0, 0, 1, 0 };
@@ -796,6 +982,7 @@ int main(void)
 	case_keyupdate();
 	case_prestage();
 	case_proactive_keyupdate();
+	case_rx_rekey();
 	case_handshake_walk();
 	case_userspace_accounting();
 	case_attach_bad_input();

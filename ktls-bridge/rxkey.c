@@ -1,0 +1,179 @@
+// SPDX-License-Identifier: MIT
+/*
+ * rxkey.c - the TLS 1.3 receive key once the kernel decrypts, and libssl's
+ * second key hand-off.
+ *
+ * OpenSSL 3.0 never offers TLS 1.3 receive keys; 3.2+ does, and after a
+ * KeyUpdate it offers the next key again (BIO ctrl 72).  When a KeyUpdate
+ * arrives the kernel either switches at once to a key staged with
+ * TLS_RX_NEXT, or (mainline 6.14) hands up the KeyUpdate record and then
+ * fails reads with EKEYEXPIRED until TLS_RX is set again.  The bridge
+ * follows both, so libssl never sees EKEYEXPIRED, and checks every key
+ * libssl offers again against its own chain rather than trusting it.
+ *
+ * Storm guard: a peer that sends more than storm_limit KeyUpdates within
+ * one second gets a fatal unexpected_message alert and the connection
+ * ends, instead of having us re-key without end.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <openssl/crypto.h>
+
+#include "internal.h"
+
+#define ALERT_UNEXPECTED_MESSAGE 10
+#define ALERT_INTERNAL_ERROR 80
+#define NSEC 1000000000ull
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * NSEC + (uint64_t)ts.tv_nsec;
+}
+
+static int storm_check(struct ktls_conn *c, int nku)
+{
+	struct ktls_dir *d = &c->rx;
+	uint64_t now = now_ns();
+
+	if (!d->storm_start || now - d->storm_start >= NSEC) {
+		d->storm_start = now;
+		d->storm_count = 0;
+	}
+	d->storm_count += (uint32_t)nku;
+	if (!c->policy.storm_limit || d->storm_count <= c->policy.storm_limit)
+		return 0;
+	ktls_conn_fatal(c, false, KTLS_R_KEYUPDATE_STORM, 0, ALERT_UNEXPECTED_MESSAGE,
+			"more KeyUpdates in a second than storm_limit");
+	errno = EPROTO;
+	return -EPROTO;
+}
+
+static int rx_failed(struct ktls_conn *c, int ret, const char *what)
+{
+	/* TX still works: the peer gets an alert it can read. */
+	ktls_conn_fatal(c, false, KTLS_R_REKEY_FAILED, -ret, ALERT_INTERNAL_ERROR, what);
+	errno = -ret;
+	return ret;
+}
+
+/* After a staged switch: advance the chain and stage the next one.  Once
+ * the kernel pends on a second KeyUpdate, staging installs at once. */
+static int follow_staged(struct ktls_conn *c, int budget)
+{
+	struct ktls_dir *d = &c->rx;
+	int ret;
+
+	while (d->staged && budget-- > 0) {
+		ret = ktls_key_staged_consumed(c, false);
+		if (ret != 1)
+			return 0;
+		d->staged = false;
+		ret = ktls_secret_next(&d->secret);
+		if (ret)
+			return rx_failed(c, ret, "TLS_RX re-key");
+		d->st.rekeys++;
+		d->st.staged_switches++;
+		ktls_key_stage(c, false);
+	}
+	return 0;
+}
+
+int ktls_rx_after_handshake(struct ktls_conn *c, const uint8_t *body, size_t len)
+{
+	struct ktls_dir *d = &c->rx;
+	int nku;
+
+	if (d->st.version != KTLS_TLS13)
+		return 0;
+	/* A KeyUpdate split across records counts as none here; the kernel
+	 * then asks for the key with EKEYEXPIRED. */
+	nku = ktls_hs_count_keyupdates(body, len, NULL);
+	if (nku <= 0)
+		return follow_staged(c, 1);
+	d->st.keyupdates += (uint64_t)nku;
+	if (storm_check(c, nku))
+		return -EPROTO;
+	return follow_staged(c, nku);
+}
+
+/* Set TLS_RX to generation gen+1 (the kernel waits for it). */
+static int rx_set_next(struct ktls_conn *c)
+{
+	struct ktls_dir *d = &c->rx;
+	struct ktls_keyblock kb;
+	bool was_staged = d->staged;
+	int ret;
+
+	if (!d->secret.len)
+		return rx_failed(c, -ENOKEY, "TLS_RX re-key (no key-log secret)");
+	ret = ktls_secret_next(&d->secret);
+	if (!ret)
+		ret = ktls_secret_keyblock(&d->secret, d->st.cipher, &kb);
+	if (!ret) {
+		ret = ktls_install_opt(c->fd, TLS_RX, &kb);
+		ktls_keyblock_wipe(&kb);
+	}
+	if (ret)
+		return rx_failed(c, ret, "TLS_RX re-key");
+	d->st.rekeys++;
+	d->staged = false;
+	/* A staged key is now the one in use: replace it, or drop it. */
+	if (ktls_key_stage(c, false) && was_staged &&
+	    ktls_sys->setsockopt(c->fd, SOL_TLS, TLS_RX_NEXT, NULL, 0) < 0 && errno != ENOENT)
+		return rx_failed(c, -errno, "TLS_RX_NEXT drop");
+	return 0;
+}
+
+int ktls_rx_key_expired(struct ktls_conn *c)
+{
+	return rx_set_next(c);
+}
+
+static bool same_keys(const struct ktls_keyblock *a, const struct ktls_keyblock *b)
+{
+	const struct ktls_cipher *ci = a->cipher;
+
+	return a->cipher == b->cipher && a->version == b->version &&
+	       !CRYPTO_memcmp(a->key, b->key, ci->key_size) &&
+	       !CRYPTO_memcmp(a->salt, b->salt, ci->salt_size) &&
+	       !CRYPTO_memcmp(a->iv, b->iv, ci->iv_size);
+}
+
+int ktls_key_reoffered(struct ktls_conn *c, bool tx, const struct ktls_keyblock *kb)
+{
+	struct ktls_dir *d = tx ? &c->tx : &c->rx;
+	struct ktls_keyblock cur, next;
+	int ret, which = 0;
+
+	if (kb->version != KTLS_TLS13 || d->st.version != KTLS_TLS13)
+		return 0;	/* TLS 1.2 has no re-key: keep what the kernel has */
+	if (!d->secret.len) {
+		ktls_conn_fatal(c, tx, KTLS_R_KEY_MISMATCH, ENOKEY, ALERT_INTERNAL_ERROR,
+				"re-offered key (no key-log secret to check it)");
+		return 0;
+	}
+	ret = ktls_secret_keyblock(&d->secret, d->st.cipher, &cur);
+	if (!ret)
+		ret = ktls_secret_peek_next(&d->secret, d->st.cipher, &next);
+	if (!ret)
+		which = same_keys(kb, &cur) ? 1 : same_keys(kb, &next) ? 2 : 0;
+	ktls_keyblock_wipe(&cur);
+	ktls_keyblock_wipe(&next);
+	if (which == 1)
+		return 1;	/* the kernel holds it already (staged or re-keyed) */
+	if (which == 2 && !tx)
+		return rx_set_next(c) == 0;
+	/* TX: the bridge moves the kernel when the KeyUpdate goes out, so a
+	 * next-generation key from libssl means we missed one. */
+	ktls_conn_fatal(c, tx, KTLS_R_KEY_MISMATCH, ret ? -ret : 0, ALERT_INTERNAL_ERROR,
+			tx ? "TLS_TX re-offer" : "TLS_RX re-offer");
+	return 0;
+}
