@@ -28,7 +28,7 @@ struct client_opts {
 	uint64_t bytes;
 	long keyupdate_every;
 	bool keyupdate_requested;
-	bool json;
+	bool json, handoff;
 	enum xfer_mode mode;
 	const char *cafile, *servername;
 	const char *request;	/* sent first in recv mode */
@@ -53,6 +53,8 @@ static void usage(FILE *f)
 		"  --output FILE             also write the received bytes to FILE\n"
 		"  --keyupdate-every R       send a TLS 1.3 KeyUpdate every R records written\n"
 		"  --keyupdate-requested     ... asking the peer to update too\n"
+		"  --handoff                 after the handshake hand both directions to the\n"
+		"                            kernel and move the data on the socket itself\n"
 		"  --cafile FILE             verify the server against FILE (default: no check)\n"
 		"  --servername NAME         SNI / name to verify\n"
 		"  --timeout SECS            give up after SECS without progress (default 60)\n"
@@ -235,12 +237,111 @@ static int run(SSL *ssl, int fd, const struct client_opts *o, struct xfer *x)
 	return 0;
 }
 
+/* The same transfer after ktls_conn_handoff(): the kernel has the records. */
+static int run_handoff(SSL *ssl, int fd, const struct client_opts *o, struct xfer *x)
+{
+	static uint8_t wbuf[16384], rbuf[16384];
+	size_t wlen = 0;
+	bool send_done = o->mode == MODE_RECV, recv_done = o->mode == MODE_SEND;
+	time_t last = time(NULL);
+
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	while (!send_done || !recv_done) {
+		short events = 0;
+		bool progress = false;
+		ssize_t n;
+
+		if (!send_done) {
+			if (!wlen) {
+				uint64_t left = o->bytes - x->sent;
+
+				wlen = left < sizeof(wbuf) ? (size_t)left : sizeof(wbuf);
+				app_fill(wbuf, wlen, x->sent);
+			}
+			n = ktls_conn_send(ssl, wbuf, wlen);
+			if (n > 0) {
+				EVP_DigestUpdate(x->md_out, wbuf, (size_t)n);
+				x->sent += (uint64_t)n;
+				x->records++;
+				memmove(wbuf, wbuf + n, wlen - (size_t)n);
+				wlen -= (size_t)n;
+				progress = true;
+				if (x->sent == o->bytes)
+					send_done = true;
+				if (o->keyupdate_every && !send_done && !wlen &&
+				    x->records % (uint64_t)o->keyupdate_every == 0 &&
+				    SSL_version(ssl) == TLS1_3_VERSION) {
+					int r = ktls_conn_keyupdate(ssl, o->keyupdate_requested);
+
+					if (r) {
+						errno = -r;
+						x->error = "ktls_conn_keyupdate failed";
+						return -1;
+					}
+					x->kus++;
+				}
+			} else if (n == -EAGAIN) {
+				events |= POLLOUT;
+			} else {
+				errno = (int)-n;
+				x->error = "ktls_conn_send failed";
+				return -1;
+			}
+		}
+		while (!recv_done) {
+			n = ktls_conn_recv(ssl, rbuf, sizeof(rbuf));
+			if (n > 0) {
+				EVP_DigestUpdate(x->md_in, rbuf, (size_t)n);
+				if (o->output && fwrite(rbuf, 1, (size_t)n, o->output) != (size_t)n) {
+					x->error = "writing --output failed";
+					return -1;
+				}
+				x->recvd += (uint64_t)n;
+				progress = true;
+				if (o->mode == MODE_ECHO && x->recvd >= o->bytes)
+					recv_done = true;
+				continue;
+			}
+			if (n == -EAGAIN) {
+				events |= POLLIN;
+			} else if (n == 0 && o->mode == MODE_RECV) {
+				recv_done = true;
+			} else {
+				errno = n ? (int)-n : 0;
+				x->error = n ? "ktls_conn_recv failed" :
+					       "peer closed before everything came back";
+				return -1;
+			}
+			break;
+		}
+		if (progress) {
+			last = time(NULL);
+			continue;
+		}
+		if (!events)
+			continue;
+		struct pollfd p = { .fd = fd, .events = events };
+
+		if (poll(&p, 1, 1000) < 0 && errno != EINTR) {
+			x->error = "poll failed";
+			return -1;
+		}
+		if (time(NULL) - last > o->timeout) {
+			x->error = "timed out without progress";
+			return -1;
+		}
+	}
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "bytes", required_argument, NULL, 'n' },
 		{ "keyupdate-every", required_argument, NULL, 'u' },
 		{ "keyupdate-requested", no_argument, NULL, 'U' },
+		{ "handoff", no_argument, NULL, 'H' },
 		{ "mode", required_argument, NULL, 'm' },
 		{ "cafile", required_argument, NULL, 'C' },
 		{ "request", required_argument, NULL, 'R' },
@@ -258,7 +359,7 @@ int main(int argc, char **argv)
 	SSL_CTX *ctx;
 	SSL *ssl;
 	int ch, r, fd, rc = 0, saved_errno;
-	bool match;
+	bool match, handed_off = false;
 
 	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		r = app_opt(&o.app, ch, optarg, prog);
@@ -282,6 +383,7 @@ int main(int argc, char **argv)
 			}
 			break;
 		case 'U': o.keyupdate_requested = true; break;
+		case 'H': o.handoff = true; break;
 		case 'm':
 			if (!strcmp(optarg, "echo")) o.mode = MODE_ECHO;
 			else if (!strcmp(optarg, "send")) o.mode = MODE_SEND;
@@ -354,7 +456,14 @@ int main(int argc, char **argv)
 	if (!x.md_out || !x.md_in || !EVP_DigestInit_ex(x.md_out, EVP_sha256(), NULL) ||
 	    !EVP_DigestInit_ex(x.md_in, EVP_sha256(), NULL))
 		return 3;
-	rc = run(ssl, fd, &o, &x);
+	if (o.handoff) {
+		r = ktls_conn_handoff(ssl);
+		handed_off = r == 0;
+		if (r)	/* nothing changed: go on through libssl and say why */
+			fprintf(stderr, "%s: hand-off refused (%s); continuing through libssl\n",
+				prog, strerror(-r));
+	}
+	rc = handed_off ? run_handoff(ssl, fd, &o, &x) : run(ssl, fd, &o, &x);
 	saved_errno = errno;
 	snprintf(diag, sizeof(diag), "%s", app_diag_json(ssl));
 	errno = saved_errno;
@@ -373,7 +482,11 @@ int main(int argc, char **argv)
 		char sink[4096];
 
 		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-		if (SSL_shutdown(ssl) == 0)
+		if (handed_off) {
+			if (!ktls_conn_shutdown(ssl))
+				while (ktls_conn_recv(ssl, sink, sizeof(sink)) > 0)
+					;
+		} else if (SSL_shutdown(ssl) == 0)
 			while (SSL_read(ssl, sink, sizeof(sink)) > 0)
 				;
 		/* libssl may stop early (it will not answer a KeyUpdate after
@@ -394,12 +507,13 @@ int main(int argc, char **argv)
 	if (o.json) {
 		printf("{\"ok\":%s,\"error\":\"%s\",\"protocol\":\"%s\",\"cipher\":\"%s\","
 		       "\"bytes_sent\":%llu,\"bytes_received\":%llu,\"sha256_sent\":\"%s\","
-		       "\"sha256_received\":\"%s\",\"keyupdates_sent\":%llu,\"kernel_conf\":%s,"
-		       "\"status\":%s}\n",
+		       "\"sha256_received\":\"%s\",\"keyupdates_sent\":%llu,\"handoff\":%s,"
+		       "\"kernel_conf\":%s,\"status\":%s}\n",
 		       rc ? "false" : "true", rc ? (x.error ? x.error : "hash mismatch") : "",
 		       SSL_get_version(ssl), SSL_get_cipher_name(ssl),
 		       (unsigned long long)x.sent, (unsigned long long)x.recvd, out_hex, in_hex,
-		       (unsigned long long)x.kus, diag, app_status_json(ssl));
+		       (unsigned long long)x.kus, handed_off ? "true" : "false", diag,
+		       app_status_json(ssl));
 	} else {
 		fprintf(stderr, "%s: %s %s: sent %llu bytes (sha256 %s), received %llu (sha256 %s), "
 				"%llu KeyUpdates sent: %s\n",

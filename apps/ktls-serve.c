@@ -27,7 +27,7 @@ struct serve_opts {
 	struct app_opts app;
 	const char *cert, *key, *root, *bind_addr;
 	int port;
-	bool echo, verbose, json;
+	bool echo, verbose, json, handoff;
 	long max_conns;
 	long keyupdate_every;
 	bool keyupdate_requested;
@@ -48,6 +48,8 @@ static void usage(FILE *f)
 		"  --max-conns N             exit after N connections (default: run forever)\n"
 		"  --keyupdate-every N       send a KeyUpdate every N records echoed (TLS 1.3)\n"
 		"  --keyupdate-requested     ... with update_requested\n"
+		"  --handoff                 echo: after the handshake hand both directions\n"
+		"                            to the kernel and echo on the socket itself\n"
 		"  --timeout SECS            per-connection idle timeout (default 60)\n"
 		"  --verbose                 print each connection's offload status (stderr)\n"
 		"  --json                    print one JSON line per connection (stdout)\n"
@@ -123,6 +125,44 @@ static int serve_echo(SSL *ssl, const struct serve_opts *o, EVP_MD_CTX *md, uint
 			if (!SSL_key_update(ssl, o->keyupdate_requested ? SSL_KEY_UPDATE_REQUESTED
 									: SSL_KEY_UPDATE_NOT_REQUESTED)) {
 				app_ssl_errors(prog, "SSL_key_update");
+				return -1;
+			}
+			(*kus)++;
+		}
+	}
+}
+
+/* Echo on the socket after ktls_conn_handoff(): records are the kernel's. */
+static int serve_echo_handoff(SSL *ssl, const struct serve_opts *o, EVP_MD_CTX *md,
+			      uint64_t *total, uint64_t *kus)
+{
+	static char buf[16384];
+	long records = 0;
+
+	for (;;) {
+		ssize_t n = ktls_conn_recv(ssl, buf, sizeof(buf));
+
+		if (n == 0)
+			return 0;
+		if (n < 0) {
+			fprintf(stderr, "%s: ktls_conn_recv: %s\n", prog, strerror((int)-n));
+			return -1;
+		}
+		EVP_DigestUpdate(md, buf, (size_t)n);
+		*total += (uint64_t)n;
+		for (ssize_t off = 0, w; off < n; off += w) {
+			w = ktls_conn_send(ssl, buf + off, (size_t)(n - off));
+			if (w < 0) {
+				fprintf(stderr, "%s: ktls_conn_send: %s\n", prog, strerror((int)-w));
+				return -1;
+			}
+		}
+		if (o->keyupdate_every && ++records % o->keyupdate_every == 0 &&
+		    SSL_version(ssl) == TLS1_3_VERSION) {
+			int r = ktls_conn_keyupdate(ssl, o->keyupdate_requested);
+
+			if (r) {
+				fprintf(stderr, "%s: ktls_conn_keyupdate: %s\n", prog, strerror(-r));
 				return -1;
 			}
 			(*kus)++;
@@ -210,7 +250,7 @@ static void handle(SSL_CTX *ctx, int cfd, const struct serve_opts *o, long id)
 	struct timeval tv = { .tv_sec = o->timeout };
 	EVP_MD_CTX *md = EVP_MD_CTX_new();
 	uint64_t total = 0, kus = 0;
-	bool sendfile_used = false;
+	bool sendfile_used = false, handed_off = false;
 	char hex[65] = "", diag[64] = "null";
 	SSL *ssl = SSL_new(ctx);
 	int ok = -1;
@@ -224,12 +264,24 @@ static void handle(SSL_CTX *ctx, int cfd, const struct serve_opts *o, long id)
 		app_ssl_errors(prog, "TLS handshake");
 		goto out;
 	}
+	if (o->handoff) {
+		int r = ktls_conn_handoff(ssl);
+
+		handed_off = r == 0;
+		if (r)	/* nothing changed: echo in userspace and say why */
+			fprintf(stderr, "%s: conn %ld: hand-off refused (%s); echoing through "
+				"libssl\n", prog, id, strerror(-r));
+	}
 	snprintf(diag, sizeof(diag), "%s", app_diag_json(ssl));
 	if (o->root)
 		ok = serve_file(ssl, o, &total, &sendfile_used);
+	else if (handed_off)
+		ok = serve_echo_handoff(ssl, o, md, &total, &kus);
 	else
 		ok = serve_echo(ssl, o, md, &total, &kus);
-	if (ok == 0)
+	if (ok == 0 && handed_off)
+		ktls_conn_shutdown(ssl);
+	else if (ok == 0)
 		SSL_shutdown(ssl);
 	app_sha256_hex(md, hex);
 	if (o->verbose) {
@@ -242,10 +294,11 @@ static void handle(SSL_CTX *ctx, int cfd, const struct serve_opts *o, long id)
 	if (o->json)
 		printf("{\"conn\":%ld,\"ok\":%s,\"protocol\":\"%s\",\"cipher\":\"%s\","
 		       "\"bytes\":%llu,\"sha256_in\":\"%s\",\"keyupdates_sent\":%llu,"
-		       "\"sendfile\":%s,\"kernel_conf\":%s,\"status\":%s}\n",
+		       "\"sendfile\":%s,\"handoff\":%s,\"kernel_conf\":%s,\"status\":%s}\n",
 		       id, ok ? "false" : "true", SSL_get_version(ssl), SSL_get_cipher_name(ssl),
 		       (unsigned long long)total, o->root ? "" : hex, (unsigned long long)kus,
-		       sendfile_used ? "true" : "false", diag, app_status_json(ssl));
+		       sendfile_used ? "true" : "false", handed_off ? "true" : "false", diag,
+		       app_status_json(ssl));
 	fflush(stdout);
 out:
 	ERR_clear_error();
@@ -266,6 +319,7 @@ int main(int argc, char **argv)
 		{ "max-conns", required_argument, NULL, 'm' },
 		{ "keyupdate-every", required_argument, NULL, 'u' },
 		{ "keyupdate-requested", no_argument, NULL, 'U' },
+		{ "handoff", no_argument, NULL, 'H' },
 		{ "timeout", required_argument, NULL, 't' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "json", no_argument, NULL, 'j' },
@@ -292,6 +346,7 @@ int main(int argc, char **argv)
 		case 'e': o.echo = true; break;
 		case 'r': o.root = optarg; break;
 		case 'U': o.keyupdate_requested = true; break;
+		case 'H': o.handoff = true; break;
 		case 'v': o.verbose = true; break;
 		case 'j': o.json = true; break;
 		case 'h': usage(stdout); return 0;
@@ -313,10 +368,11 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (optind != argc || !o.cert || !o.key || (o.echo && o.root)) {
+	if (optind != argc || !o.cert || !o.key || (o.echo && o.root) || (o.handoff && o.root)) {
 		fprintf(stderr, "%s: %s\n", prog,
 			optind != argc ? "unexpected argument" :
 			(o.echo && o.root) ? "--echo and --root exclude each other" :
+			(o.handoff && o.root) ? "--handoff works with --echo only" :
 			"--cert and --key are required");
 		usage(stderr);
 		return 2;

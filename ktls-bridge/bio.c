@@ -42,7 +42,7 @@ static void refuse(struct ktls_dir *d, enum ktls_reason r, int err, const char *
 }
 
 /* Policy and probe, before any side effect. 0 = go ahead. */
-static enum ktls_reason decide(const struct ktls_conn *c, const struct ktls_keyblock *kb,
+enum ktls_reason ktls_decide(const struct ktls_conn *c, const struct ktls_keyblock *kb,
 			       bool tx, int *err)
 {
 	const struct ktls_caps *caps = ktls_probe_basic();
@@ -113,7 +113,7 @@ static long set_ktls(struct ktls_conn *c, const void *info, bool tx)
 	}
 	d->st.version = kb.version;
 	d->st.cipher = kb.cipher;
-	r = decide(c, &kb, tx, &err);
+	r = ktls_decide(c, &kb, tx, &err);
 	if (r != KTLS_R_NONE) {
 		refuse(d, r, err, r == KTLS_R_ULP_UNAVAILABLE ? "TCP_ULP" : what);
 		ktls_trace("fd %d %s stays in userspace: %s (%s)", c->fd, what,
@@ -264,44 +264,16 @@ static int bridge_write(BIO *b, const char *in, int inl)
 /* One kernel record into out: rebuilt header + plaintext. */
 static ssize_t recv_record(struct ktls_conn *c, uint8_t *out, size_t cap)
 {
-	char cbuf[CMSG_SPACE(sizeof(unsigned char))];
-	struct iovec iov = { .iov_base = out + KTLS_REC_HDR,
-			     .iov_len = cap - KTLS_REC_HDR };
-	struct msghdr msg = {
-		.msg_iov = &iov, .msg_iovlen = 1,
-		.msg_control = cbuf, .msg_controllen = sizeof(cbuf),
-	};
-	struct cmsghdr *cm;
-	unsigned char type = KTLS_CT_APPDATA;
-	ssize_t n;
+	uint8_t type;
+	ssize_t n = ktls_rx_record(c, out + KTLS_REC_HDR, cap - KTLS_REC_HDR, &type);
 
-	if (iov.iov_len > KTLS_REC_MAX)
-		iov.iov_len = KTLS_REC_MAX;
-	for (;;) {
-		n = ktls_sys->recvmsg(c->fd, &msg, 0);
-		/* the kernel waits for the key after a KeyUpdate (6.14 UAPI) */
-		if (n < 0 && errno == EKEYEXPIRED && c->rx.st.version == KTLS_TLS13) {
-			if (ktls_rx_key_expired(c))
-				return -1;
-			msg.msg_controllen = sizeof(cbuf);
-			continue;
-		}
-		break;
-	}
 	if (n <= 0)
 		return n;
-	for (cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm))
-		if (cm->cmsg_level == SOL_TLS && cm->cmsg_type == TLS_GET_RECORD_TYPE)
-			type = *CMSG_DATA(cm);
-	if (type == KTLS_CT_HANDSHAKE && ktls_rx_after_handshake(c, iov.iov_base, (size_t)n))
-		return -1;	/* ended: the record is not handed up */
 	out[0] = type;
 	out[1] = 3;
 	out[2] = 3;
 	out[3] = (uint8_t)(n >> 8);
 	out[4] = (uint8_t)n;
-	c->rx.st.records++;
-	c->rx.st.bytes += (uint64_t)n;
 	return n + KTLS_REC_HDR;
 }
 
@@ -313,8 +285,8 @@ static int bridge_read(BIO *b, char *out, int outl)
 	BIO_clear_retry_flags(b);
 	if (!out || outl <= 0)
 		return 0;
-	if (c->dead) {
-		errno = c->rx.st.err ? c->rx.st.err : EPROTO;
+	if (c->dead || c->handoff) {	/* after a hand-off: ktls_conn_recv */
+		errno = c->handoff ? EPERM : c->rx.st.err ? c->rx.st.err : EPROTO;
 		return -1;
 	}
 	if (!offloaded(&c->rx)) {

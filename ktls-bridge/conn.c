@@ -22,12 +22,31 @@
 /* SSL_CTX: key-log chaining                                           */
 /* ------------------------------------------------------------------ */
 
-static int app_keylog_idx = -1;
+static int app_keylog_idx = -1, app_info_idx = -1;
 static CRYPTO_ONCE keylog_once = CRYPTO_ONCE_STATIC_INIT;
 
 static void keylog_idx_init(void)
 {
 	app_keylog_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+	app_info_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+}
+
+typedef void (*info_cb_func)(const SSL *ssl, int where, int ret);
+
+/* The end of the first handshake: from here the peer's records are under
+ * the application traffic key (TLS 1.3), which a hand-off must count. */
+static void info_cb(const SSL *ssl, int where, int ret)
+{
+	struct ktls_conn *c = ktls_conn_from_bio(SSL_get_rbio(ssl));
+	info_cb_func app;
+
+	if (c && (where & SSL_CB_HANDSHAKE_DONE) && !c->hs_done) {
+		c->hs_done = true;
+		c->rx_app_base = c->rx.st.records;
+	}
+	app = (info_cb_func)SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), app_info_idx);
+	if (app)
+		app(ssl, where, ret);
 }
 
 static int hexval(int ch)
@@ -103,6 +122,7 @@ static void keylog_cb(const SSL *ssl, const char *line)
 int ktls_ctx_setup(SSL_CTX *ctx)
 {
 	SSL_CTX_keylog_cb_func app;
+	info_cb_func info;
 
 	if (!ctx)
 		return -EINVAL;
@@ -112,7 +132,12 @@ int ktls_ctx_setup(SSL_CTX *ctx)
 	if (app != keylog_cb &&
 	    !SSL_CTX_set_ex_data(ctx, app_keylog_idx, (void *)app))
 		return -ENOMEM;
+	info = SSL_CTX_get_info_callback(ctx);
+	if (info != info_cb &&
+	    !SSL_CTX_set_ex_data(ctx, app_info_idx, (void *)info))
+		return -ENOMEM;
 	SSL_CTX_set_keylog_callback(ctx, keylog_cb);
+	SSL_CTX_set_info_callback(ctx, info_cb);
 	SSL_CTX_set_options(ctx, SSL_OP_ENABLE_KTLS);
 	return 0;
 }

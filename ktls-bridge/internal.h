@@ -95,6 +95,11 @@ struct ktls_conn {
 	uint8_t *rbuf;
 	size_t rlen, roff;
 	SSL *ssl;		/* set by ktls_conn_attach */
+	bool hs_done;		/* the first handshake finished (info callback) */
+	uint64_t rx_app_base;	/* RX records read when it finished */
+	bool handoff;		/* the application owns the data path now */
+	bool closed;		/* close_notify sent */
+	uint64_t tickets;	/* NewSessionTickets consumed after a hand-off */
 };
 
 /* The conn behind a bridge BIO, or NULL for any other BIO. */
@@ -125,12 +130,19 @@ int ktls_tx_maybe_keyupdate(struct ktls_conn *c);
  * the storm guard, follow a staged switch.  0, or -errno when the
  * connection had to end (the record must not be handed up). */
 int ktls_rx_after_handshake(struct ktls_conn *c, const uint8_t *body, size_t len);
+/* One record's plaintext from the kernel (at most cap, 16384 bytes) and
+ * its type; answers EKEYEXPIRED and runs ktls_rx_after_handshake. */
+ssize_t ktls_rx_record(struct ktls_conn *c, void *buf, size_t cap, uint8_t *type);
 /* recvmsg said EKEYEXPIRED: install the next generation now. */
 int ktls_rx_key_expired(struct ktls_conn *c);
 /* libssl offered TLS 1.3 keys again for an offloaded direction (OpenSSL
  * 3.2+ after a KeyUpdate): 1 when they are the generation the kernel holds
  * or the next one (then installed), else the connection ends and 0. */
 int ktls_key_reoffered(struct ktls_conn *c, bool tx, const struct ktls_keyblock *kb);
+/* Policy and probe for one direction's keys, before any side effect:
+ * KTLS_R_NONE = go ahead (the kernel's install answer decides ciphers). */
+enum ktls_reason ktls_decide(const struct ktls_conn *c, const struct ktls_keyblock *kb,
+			     bool tx, int *err);
 /* Record a direction's reason, errno and "what: ERRNO" detail. */
 void ktls_dir_note(struct ktls_dir *d, enum ktls_reason r, int err, const char *what);
 /* End the connection: a fatal alert through the kernel when it has TX. */

@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <openssl/ssl.h>
 
 #ifdef __cplusplus
@@ -190,6 +191,7 @@ enum ktls_reason {
 	KTLS_R_PEER_CLOSED,		/* close_notify/alert ended it */
 	KTLS_R_KEYUPDATE_STORM,		/* peer KeyUpdates over storm_limit: ended */
 	KTLS_R_KEY_MISMATCH,		/* libssl re-offered a key off our chain: ended */
+	KTLS_R_PROTOCOL,		/* hand-off: the peer broke the protocol: ended */
 	KTLS_R__COUNT
 };
 
@@ -241,6 +243,38 @@ int ktls_conn_diag(SSL *ssl, const char **tx, const char **rx);
 /* Status as one line of JSON into buf (NUL-terminated); returns length
  * or -ENOSPC. */
 int ktls_status_json(const struct ktls_status *st, char *buf, size_t cap);
+
+/* ------------------------------------------------------------------ */
+/* Hand-off mode: the application owns the socket                      */
+/* ------------------------------------------------------------------ */
+
+/* After the handshake, give the kernel both directions (the TLS 1.3
+ * receive key too, which OpenSSL 3.0 never offers).  Then use the fd for
+ * data, or ktls_conn_recv/ktls_conn_send, and no more SSL_read/SSL_write.
+ * On failure nothing changed and the SSL keeps working in userspace:
+ * -EINPROGRESS handshake not finished, -EAGAIN libssl holds unread data,
+ * -EBUSY records were read under the TLS 1.3 application key already,
+ * -EOPNOTSUPP a direction stays in userspace (its status says why),
+ * -ENOKEY no key-log secret (ktls_ctx_setup not used), other -errno from
+ * the kernel. */
+int ktls_conn_handoff(SSL *ssl);
+/* Application data into buf; control records are run on the way (see
+ * ktls_conn_control).  0 at close_notify, -errno on error (-EAGAIN on a
+ * non-blocking socket). */
+ssize_t ktls_conn_recv(SSL *ssl, void *buf, size_t len);
+/* send() through the kernel, after a KeyUpdate of our own when the
+ * policy's keyupdate_records limit is reached.  Returns bytes or -errno. */
+ssize_t ktls_conn_send(SSL *ssl, const void *buf, size_t len);
+/* A record that was not application data, as read by the application
+ * with recvmsg (type from the TLS_GET_RECORD_TYPE cmsg): KeyUpdate,
+ * NewSessionTicket, alerts.  0 go on, 1 the peer sent close_notify (ours
+ * was sent), -errno the connection ended (alert sent when it was ours). */
+int ktls_conn_control(SSL *ssl, int type, const void *rec, size_t len);
+/* Send a TLS 1.3 KeyUpdate (requested: ask the peer to update too) and
+ * move the kernel's TX key on. */
+int ktls_conn_keyupdate(SSL *ssl, int requested);
+/* Send close_notify through the kernel and shut the socket for writing. */
+int ktls_conn_shutdown(SSL *ssl);
 
 /* The bridge BIO method (BIO_TYPE_DESCRIPTOR | source/sink). */
 const BIO_METHOD *ktls_bio_method(void);

@@ -25,6 +25,8 @@ static const char *const reason_text[KTLS_R__COUNT] = {
 				   "connection ended",
 	[KTLS_R_KEY_MISMATCH] = "libssl offered a TLS 1.3 key that is not the next of the "
 				"bridge's chain; connection ended",
+	[KTLS_R_PROTOCOL] = "the peer broke the TLS protocol after the hand-off; "
+			    "connection ended with an alert",
 };
 
 const char *ktls_reason_str(enum ktls_reason r)
@@ -62,6 +64,7 @@ static const char *const reason_code[KTLS_R__COUNT] = {
 	[KTLS_R_PEER_CLOSED] = "peer-closed",
 	[KTLS_R_KEYUPDATE_STORM] = "keyupdate-storm",
 	[KTLS_R_KEY_MISMATCH] = "key-mismatch",
+	[KTLS_R_PROTOCOL] = "protocol-error",
 };
 
 const char *ktls_reason_code(enum ktls_reason r)

@@ -177,3 +177,38 @@ int ktls_key_reoffered(struct ktls_conn *c, bool tx, const struct ktls_keyblock 
 			tx ? "TLS_TX re-offer" : "TLS_RX re-offer");
 	return 0;
 }
+
+ssize_t ktls_rx_record(struct ktls_conn *c, void *buf, size_t cap, uint8_t *type)
+{
+	char cbuf[CMSG_SPACE(sizeof(unsigned char))];
+	struct iovec iov = { .iov_base = buf, .iov_len = cap < KTLS_REC_MAX ? cap : KTLS_REC_MAX };
+	struct msghdr msg = {
+		.msg_iov = &iov, .msg_iovlen = 1,
+		.msg_control = cbuf, .msg_controllen = sizeof(cbuf),
+	};
+	struct cmsghdr *cm;
+	ssize_t n;
+
+	for (;;) {
+		n = ktls_sys->recvmsg(c->fd, &msg, 0);
+		/* the kernel waits for the key after a KeyUpdate (6.14 UAPI) */
+		if (n < 0 && errno == EKEYEXPIRED && c->rx.st.version == KTLS_TLS13) {
+			if (ktls_rx_key_expired(c))
+				return -1;
+			msg.msg_controllen = sizeof(cbuf);
+			continue;
+		}
+		break;
+	}
+	if (n <= 0)
+		return n;
+	*type = KTLS_CT_APPDATA;
+	for (cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm))
+		if (cm->cmsg_level == SOL_TLS && cm->cmsg_type == TLS_GET_RECORD_TYPE)
+			*type = *CMSG_DATA(cm);
+	if (*type == KTLS_CT_HANDSHAKE && ktls_rx_after_handshake(c, buf, (size_t)n))
+		return -1;	/* ended: the record is not handed up */
+	c->rx.st.records++;
+	c->rx.st.bytes += (uint64_t)n;
+	return n;
+}

@@ -1,0 +1,323 @@
+// SPDX-License-Identifier: MIT
+/*
+ * handoff.c - hand-off mode: after the handshake the kernel owns both
+ * directions and the application uses the socket itself (read, write,
+ * sendfile, splice, io_uring).  Records that are not application data
+ * come to the bridge, which runs them in userspace:
+ *
+ *   KeyUpdate            the kernel's RX key moves on (staged or set again);
+ *                        with update_requested our own KeyUpdate goes out
+ *                        and TX moves on before any more data
+ *   NewSessionTicket     consumed (OpenSSL 3.0 has no way to feed a
+ *                        ticket into the SSL afterwards) and counted
+ *   close_notify         answered with ours; the stream ends
+ *   other alerts         the connection ends, reason peer-closed
+ *   anything else        fatal unexpected_message alert
+ *
+ * OpenSSL 3.0 offers TLS 1.3 transmit keys and TLS 1.2 keys itself; the
+ * TLS 1.3 receive key comes from the key-log secret, with the sequence
+ * number counted by the bridge since the handshake ended.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <openssl/crypto.h>
+#include <openssl/ssl.h>
+
+#include "internal.h"
+
+#define ALERT_CLOSE_NOTIFY 0
+#define ALERT_UNEXPECTED_MESSAGE 10
+#define ALERT_ILLEGAL_PARAMETER 47
+#define HS_NEW_SESSION_TICKET 4
+
+static struct ktls_conn *conn_of(SSL *ssl)
+{
+	return ssl ? ktls_conn_from_bio(SSL_get_wbio(ssl)) : NULL;
+}
+
+static bool in_kernel(const struct ktls_dir *d)
+{
+	return d->st.mode != KTLS_MODE_USERSPACE;
+}
+
+/* TLS 1.3 RX from the key-log secret; seq = records read under it. */
+static int install_rx13(struct ktls_conn *c)
+{
+	struct ktls_dir *d = &c->rx;
+	struct ktls_keyblock kb;
+	enum ktls_reason r;
+	uint64_t seq;
+	int ret, err;
+
+	if (!c->hs_done)
+		return -EINPROGRESS;
+	if (!d->secret.len || !c->tx.st.cipher)
+		return -ENOKEY;
+	seq = d->st.records - c->rx_app_base;
+	/* A record read under the application key may have been a KeyUpdate
+	 * that libssl applied where we cannot see it. */
+	if (seq)
+		return -EBUSY;
+	d->st.version = KTLS_TLS13;
+	d->st.cipher = c->tx.st.cipher;
+	ret = ktls_secret_keyblock(&d->secret, d->st.cipher, &kb);
+	if (ret)
+		return ret;
+	r = ktls_decide(c, &kb, false, &err);
+	if (r != KTLS_R_NONE) {
+		ktls_keyblock_wipe(&kb);
+		ktls_dir_note(d, r, err, "TLS_RX (hand-off)");
+		return -EOPNOTSUPP;
+	}
+	ret = ktls_install(c->fd, &c->ulp, &kb, false);
+	ktls_keyblock_wipe(&kb);
+	if (ret)
+		return ret;
+	d->st.mode = KTLS_MODE_KERNEL_SW;
+	ktls_dir_note(d, KTLS_R_NONE, 0, "TLS_RX installed (hand-off)");
+	d->rec_left = d->hdr_have = 0;
+	d->st.records = d->st.bytes = 0;
+	ktls_key_stage(c, false);
+	return 0;
+}
+
+int ktls_conn_handoff(SSL *ssl)
+{
+	struct ktls_conn *c = conn_of(ssl);
+	int ret;
+
+	if (!c)
+		return -EINVAL;
+	if (c->handoff)
+		return 0;
+	if (!SSL_is_init_finished(ssl))
+		return -EINPROGRESS;
+	/* libssl must hold nothing it has read but not returned */
+	if (SSL_has_pending(ssl) || c->rx.rec_left || c->rx.hdr_have || c->rlen > c->roff)
+		return -EAGAIN;
+	if (!in_kernel(&c->tx))
+		return -EOPNOTSUPP;	/* the reason is in the TX status */
+	if (!in_kernel(&c->rx)) {
+		if (c->tx.st.version != KTLS_TLS13 || c->rx.st.reason != KTLS_R_NOT_OFFERED)
+			return -EOPNOTSUPP;	/* TLS 1.2 RX refused: see its reason */
+		ret = install_rx13(c);
+		if (ret) {
+			/* nothing changed: the SSL keeps working in userspace */
+			ktls_trace("fd %d hand-off refused: TLS 1.3 RX: %s", c->fd,
+				   ktls_errno_name(ret));
+			if (ret != -EBUSY && ret != -EINPROGRESS && ret != -EOPNOTSUPP)
+				ktls_dir_note(&c->rx, ret == -ENOKEY ? KTLS_R_BAD_KEYS :
+					      ret == -ENOENT ? KTLS_R_CIPHER_UNSUPPORTED :
+					      KTLS_R_KERNEL_REFUSED, -ret, "TLS_RX (hand-off)");
+			return ret;
+		}
+	}
+	c->handoff = true;
+	ktls_trace("fd %d handed off: the application owns the data path", c->fd);
+	return 0;
+}
+
+static int fatal(struct ktls_conn *c, uint8_t alert, const char *what)
+{
+	ktls_conn_fatal(c, false, KTLS_R_PROTOCOL, EPROTO, alert, what);
+	errno = EPROTO;
+	return -EPROTO;
+}
+
+/* Our KeyUpdate, then TX moves on: before any more data goes out. */
+static int send_keyupdate(struct ktls_conn *c, bool requested)
+{
+	const uint8_t ku[5] = { KTLS_HS_KEY_UPDATE, 0, 0, 1, requested };
+
+	if (c->tx.st.version != KTLS_TLS13)
+		return -EOPNOTSUPP;
+	ktls_tx_before_handshake(c);
+	if (ktls_send_ctrl(c, KTLS_CT_HANDSHAKE, ku, sizeof(ku)) < 0)
+		return -errno;
+	c->tx.st.records++;
+	c->tx.st.keyupdates++;
+	return ktls_tx_after_handshake(c, 1);
+}
+
+static int handshake_record(struct ktls_conn *c, const uint8_t *p, size_t len)
+{
+	int requested = 0;
+
+	while (len) {
+		size_t body;
+
+		if (len < 4 || len - 4 < (body = (size_t)p[1] << 16 | (size_t)p[2] << 8 | p[3]))
+			return fatal(c, ALERT_UNEXPECTED_MESSAGE, "handshake message split");
+		switch (p[0]) {
+		case KTLS_HS_KEY_UPDATE:
+			if (body != 1 || p[4] > 1)
+				return fatal(c, ALERT_ILLEGAL_PARAMETER, "bad KeyUpdate");
+			/* it ends a key: nothing may follow it in the record */
+			if (len != 5)
+				return fatal(c, ALERT_UNEXPECTED_MESSAGE,
+					     "KeyUpdate not at the end of its record");
+			requested |= p[4];
+			break;
+		case HS_NEW_SESSION_TICKET:
+			if (SSL_is_server(c->ssl))
+				return fatal(c, ALERT_UNEXPECTED_MESSAGE, "ticket from a client");
+			c->tickets++;
+			break;
+		default:
+			return fatal(c, ALERT_UNEXPECTED_MESSAGE, "post-handshake message");
+		}
+		p += 4 + body;
+		len -= 4 + body;
+	}
+	/* the RX side already moved on in ktls_rx_record */
+	if (requested) {
+		int ret = send_keyupdate(c, false);
+
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+int ktls_conn_control(SSL *ssl, int type, const void *rec, size_t len)
+{
+	struct ktls_conn *c = conn_of(ssl);
+	const uint8_t *p = rec;
+
+	if (!c || !c->handoff || (!rec && len))
+		return -EINVAL;
+	switch (type) {
+	case KTLS_CT_HANDSHAKE:
+		if (c->tx.st.version != KTLS_TLS13)
+			return fatal(c, ALERT_UNEXPECTED_MESSAGE, "TLS 1.2 renegotiation");
+		return handshake_record(c, p, len);
+	case KTLS_CT_ALERT:
+		if (len != 2)
+			return fatal(c, ALERT_UNEXPECTED_MESSAGE, "malformed alert");
+		if (p[1] == ALERT_CLOSE_NOTIFY) {
+			ktls_conn_shutdown(ssl);
+			ktls_dir_note(&c->rx, KTLS_R_PEER_CLOSED, 0, "close_notify");
+			return 1;
+		}
+		{
+			char what[48];
+
+			snprintf(what, sizeof(what), "alert %u (level %u)", p[1], p[0]);
+			ktls_conn_fatal(c, false, KTLS_R_PEER_CLOSED, ECONNRESET, 0, what);
+		}
+		errno = ECONNRESET;
+		return -ECONNRESET;
+	default:
+		return fatal(c, ALERT_UNEXPECTED_MESSAGE, "unexpected record type");
+	}
+}
+
+ssize_t ktls_conn_recv(SSL *ssl, void *buf, size_t len)
+{
+	struct ktls_conn *c = conn_of(ssl);
+
+	if (!c || !c->handoff || !buf)
+		return -EINVAL;
+	for (;;) {
+		uint8_t type, *dst = buf;
+		size_t cap = len;
+		ssize_t n;
+		int ret;
+
+		if (c->rlen > c->roff) {	/* the rest of a record from before */
+			n = (ssize_t)(c->rlen - c->roff);
+			if ((size_t)n > len)
+				n = (ssize_t)len;
+			memcpy(buf, c->rbuf + c->roff, (size_t)n);
+			c->roff += (size_t)n;
+			return n;
+		}
+		if (c->dead)
+			return -(c->rx.st.err ? c->rx.st.err : EPIPE);
+		if (c->eof)
+			return 0;
+		/* a control record must come whole: small buffers go through ours */
+		if (len < KTLS_REC_MAX) {
+			if (!c->rbuf && !(c->rbuf = malloc(KTLS_REC_HDR + KTLS_REC_MAX)))
+				return -ENOMEM;
+			dst = c->rbuf;
+			cap = KTLS_REC_MAX;
+		}
+		n = ktls_rx_record(c, dst, cap, &type);
+		if (n < 0)
+			return -errno;
+		if (n == 0) {
+			c->eof = true;
+			return 0;
+		}
+		if (type == KTLS_CT_APPDATA) {
+			if (dst == buf)
+				return n;
+			c->rlen = (size_t)n;
+			c->roff = 0;
+			continue;
+		}
+		ret = ktls_conn_control(ssl, type, dst, (size_t)n);
+		if (ret == 1) {
+			c->eof = true;
+			return 0;
+		}
+		if (ret < 0)
+			return ret;
+	}
+}
+
+ssize_t ktls_conn_send(SSL *ssl, const void *buf, size_t len)
+{
+	struct ktls_conn *c = conn_of(ssl);
+	ssize_t n;
+
+	if (!c || !c->handoff || (!buf && len))
+		return -EINVAL;
+	if (c->dead || c->closed)
+		return -EPIPE;
+	if (ktls_tx_maybe_keyupdate(c))
+		return -errno;
+	n = send(c->fd, buf, len, MSG_NOSIGNAL);
+	if (n < 0)
+		return -errno;
+	c->tx.st.records += ((uint64_t)n + KTLS_REC_MAX - 1) / KTLS_REC_MAX;
+	c->tx.st.bytes += (uint64_t)n;
+	c->tx.since_ku += ((uint64_t)n + KTLS_REC_MAX - 1) / KTLS_REC_MAX;
+	return n;
+}
+
+int ktls_conn_keyupdate(SSL *ssl, int requested)
+{
+	struct ktls_conn *c = conn_of(ssl);
+
+	if (!c || !c->handoff || (requested != 0 && requested != 1))
+		return -EINVAL;
+	if (c->dead || c->closed)
+		return -EPIPE;
+	return send_keyupdate(c, requested);
+}
+
+int ktls_conn_shutdown(SSL *ssl)
+{
+	static const uint8_t close_notify[2] = { 1, ALERT_CLOSE_NOTIFY };	/* warning */
+	struct ktls_conn *c = conn_of(ssl);
+
+	if (!c || !c->handoff)
+		return -EINVAL;
+	if (c->closed)
+		return 0;
+	if (c->dead)
+		return -EPIPE;
+	if (ktls_send_ctrl(c, KTLS_CT_ALERT, close_notify, sizeof(close_notify)) < 0)
+		return -errno;
+	c->closed = true;
+	c->tx.st.records++;
+	shutdown(c->fd, SHUT_WR);
+	return 0;
+}
