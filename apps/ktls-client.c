@@ -243,6 +243,7 @@ static int run_handoff(SSL *ssl, int fd, const struct client_opts *o, struct xfe
 	static uint8_t wbuf[16384], rbuf[16384];
 	size_t wlen = 0;
 	bool send_done = o->mode == MODE_RECV, recv_done = o->mode == MODE_SEND;
+	bool ku_due = false;	/* a KeyUpdate waits for room in the socket */
 	time_t last = time(NULL);
 
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
@@ -251,7 +252,22 @@ static int run_handoff(SSL *ssl, int fd, const struct client_opts *o, struct xfe
 		bool progress = false;
 		ssize_t n;
 
-		if (!send_done) {
+		if (ku_due) {
+			int r = ktls_conn_keyupdate(ssl, o->keyupdate_requested);
+
+			if (r == 0) {
+				x->kus++;
+				ku_due = false;
+				progress = true;
+			} else if (r == -EAGAIN) {
+				events |= POLLOUT;
+			} else {
+				errno = -r;
+				x->error = "ktls_conn_keyupdate failed";
+				return -1;
+			}
+		}
+		if (!send_done && !ku_due) {
 			if (!wlen) {
 				uint64_t left = o->bytes - x->sent;
 
@@ -270,16 +286,8 @@ static int run_handoff(SSL *ssl, int fd, const struct client_opts *o, struct xfe
 					send_done = true;
 				if (o->keyupdate_every && !send_done && !wlen &&
 				    x->records % (uint64_t)o->keyupdate_every == 0 &&
-				    SSL_version(ssl) == TLS1_3_VERSION) {
-					int r = ktls_conn_keyupdate(ssl, o->keyupdate_requested);
-
-					if (r) {
-						errno = -r;
-						x->error = "ktls_conn_keyupdate failed";
-						return -1;
-					}
-					x->kus++;
-				}
+				    SSL_version(ssl) == TLS1_3_VERSION)
+					ku_due = true;
 			} else if (n == -EAGAIN) {
 				events |= POLLOUT;
 			} else {

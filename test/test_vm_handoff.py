@@ -1,0 +1,227 @@
+"""Hand-off mode on our patched 6.12 kernel: after the handshake the bridge
+gives the kernel both directions (the TLS 1.3 receive key too, which
+OpenSSL 3.0 never offers) and the applications move the data on the socket
+themselves.  KeyUpdates in both directions are run by the bridge: received
+ones move the kernel's RX key (a staged switch, or TLS_RX set again after
+EKEYEXPIRED with prestage = off), requested ones are answered with our own
+KeyUpdate and a TX re-key.  Peers: ktls-client --handoff, and stock
+gnutls-cli (^rekey^ / ^rekey1^) and openssl s_client (k / K).  The
+kernel's counters in /proc/net/tls_stat prove every re-key."""
+
+import hashlib
+import json
+
+import pytest
+
+from conftest import VMProcess
+from helpers import GUEST_PROVIDER_CONF, make_cert
+
+pytestmark = pytest.mark.vm
+
+KERNEL = "patched-6.12"
+
+GUEST = GUEST_PROVIDER_CONF + r"""
+set -e
+cd /root
+# the long runs send ~30 KeyUpdates a second: above the default storm_limit
+conf staged "storm_limit = 1000000"
+conf setagain "prestage = off
+storm_limit = 1000000"
+C=certs/cert.pem; K=certs/key.pem
+stats() { echo "STAT $1 $(awk '$1 ~ /^Tls(Tx|Rx)(RekeyOk|RekeyError|StagedSwitch)$/ {printf "\"%s\":%s,", $1, $2}' /proc/net/tls_stat | sed 's/,$//; s/^/{/; s/$/}/')"; }
+serve() {  # NAME PORT CONF ARGS...
+    n=$1; p=$2; cf=$3; shift 3
+    OPENSSL_CONF=$cf ktls-serve --cert $C --key $K --port $p --echo --handoff --json \
+        --max-conns 1 "$@" > $n.serve 2> $n.serr &
+    i=0; while ! grep -q listening $n.serr; do i=$((i+1)); [ $i -gt 200 ] && exit 9; sleep 0.05; done
+}
+report() { sed "s/^/SERVE $1 /" $1.serve; [ -s $1.c ] && echo "CLIENT $1 $(cat $1.c)"; true; }
+
+# 1. one connection, 64 MiB each way, a requested KeyUpdate every 4 records
+for mode in staged setagain; do
+    cf=/root/$mode.cnf
+    stats long-$mode.before
+    serve long-$mode 4433 $cf
+    OPENSSL_CONF=$cf ktls-client --handoff --json --tls1_3 --bytes 64M --timeout 300 \
+        --keyupdate-every 4 --keyupdate-requested 127.0.0.1:4433 > long-$mode.c || true
+    wait
+    stats long-$mode.after
+    report long-$mode
+done
+
+# 1b. the storm guard at its default (32 a second): a KeyUpdate every record
+stats storm.before
+serve storm 4437 /dev/null
+ktls-client --handoff --json --tls1_3 --bytes 16M --keyupdate-every 1 \
+    127.0.0.1:4437 > storm.c 2> storm.cerr || true
+wait
+stats storm.after
+report storm
+
+# 2. TLS 1.2: both directions were the kernel's already
+serve tls12 4434 /dev/null
+ktls-client --handoff --json --tls1_2 --bytes 8M 127.0.0.1:4434 > tls12.c || true
+wait
+report tls12
+
+# 3. stock gnutls-cli with inline ^rekey^ (both) and ^rekey1^ (its own)
+i=0; : > gnutls.in
+while [ $i -lt 40 ]; do
+    j=0
+    while [ $j -lt 25 ]; do printf 'gnutls line %04d.%02d %s\n' $i $j \
+        abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz0123456789 >> gnutls.in
+        j=$((j+1)); done
+    [ $((i % 2)) = 0 ] && echo '^rekey^' >> gnutls.in || echo '^rekey1^' >> gnutls.in
+    i=$((i+1))
+done
+grep -v '^^rekey' gnutls.in > gnutls.expect
+stats gnutls.before
+serve gnutls 4435 /dev/null
+(while read -r line; do echo "$line"; case $line in ^rekey*) sleep 0.2;; esac; done < gnutls.in; sleep 3) |
+    gnutls-cli --logfile gnutls.log --insecure --inline-commands -p 4435 127.0.0.1 > gnutls.out 2> gnutls.err || true
+wait
+stats gnutls.after
+report gnutls
+echo "GNUTLS - {\"expect\":\"$(sha256sum < gnutls.expect | cut -d' ' -f1)\",\"got\":\"$(sha256sum < gnutls.out | cut -d' ' -f1)\",\"rekeys\":$(grep -c '^\^rekey' gnutls.in)}"
+
+# 4. stock openssl s_client with K lines (KeyUpdate, update_requested)
+i=0; : > sc.expect
+stats sclient.before
+serve sclient 4436 /dev/null
+# s_client takes a command only when a read of its stdin starts with it
+(while [ $i -lt 10 ]; do
+    j=0
+    while [ $j -lt 50 ]; do printf 's_client line %04d.%02d %s\n' $i $j \
+        abcdefghijklmnopqrstuvwxyz0123456789 | tee -a sc.expect; j=$((j+1)); done
+    sleep 1
+    echo K
+    sleep 1
+    i=$((i+1))
+done; sleep 3) | openssl s_client -connect 127.0.0.1:4436 -tls1_3 -quiet -no_ign_eof \
+    > sc.out 2> sc.err || true
+wait
+stats sclient.after
+report sclient
+echo "SCLIENT - {\"expect\":\"$(sha256sum < sc.expect | cut -d' ' -f1)\",\"got\":\"$(sha256sum < sc.out | cut -d' ' -f1)\",\"keyupdates\":$(grep -c KEYUPDATE sc.err || true)}"
+"""
+
+
+def parse(out):
+    res = {}
+    for line in out.splitlines():
+        parts = line.split(" ", 2)
+        if len(parts) == 3 and parts[0] in ("STAT", "SERVE", "CLIENT", "GNUTLS", "SCLIENT"):
+            res[(parts[0], parts[1])] = json.loads(parts[2])
+    return res
+
+
+@pytest.fixture(scope="module")
+def guest(vm_platform, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("handoff")
+    certs = tmp / "certs"
+    certs.mkdir()
+    make_cert(str(certs))
+    script = tmp / "guest.sh"
+    script.write_text(GUEST)
+    p = VMProcess("sh /root/guest.sh", kernel=KERNEL, timeout=900,
+                  puts=[(str(certs), "/root/certs"), (str(script), "/root/guest.sh")])
+    try:
+        r = p.wait()
+    finally:
+        p.kill()
+    assert r[0] == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    res = parse(r.stdout)
+    res["_text"] = r.stdout + r.stderr
+    return res
+
+
+def delta(res, name):
+    before, after = res[("STAT", name + ".before")], res[("STAT", name + ".after")]
+    return {k: after[k] - before[k] for k in after}
+
+
+@pytest.mark.parametrize("mode", ["staged", "setagain"])
+def test_handoff_thousand_keyupdates_each_way(guest, mode):
+    name = "long-" + mode
+    c, s, d = guest[("CLIENT", name)], guest[("SERVE", name)], delta(guest, name)
+    print("\n[vm_handoff] %s: tls_stat %s\n  client %s\n  server %s"
+          % (name, d, c["status"], s["status"]))
+    assert c["handoff"] is True and s["handoff"] is True, guest["_text"][-3000:]
+    assert c["ok"] and c["bytes_sent"] == c["bytes_received"] == 64 << 20
+    assert c["sha256_sent"] == c["sha256_received"] == s["sha256_in"]
+    n = c["keyupdates_sent"]
+    assert n == (4096 - 1) // 4 >= 1000
+    staged = mode == "staged"
+    for x in (c, s):
+        for way in ("tx", "rx"):
+            st = x["status"][way]
+            assert st["mode"] == "kernel-sw" and st["tls"] == "1.3", st
+            assert st["rekeys"] == n, (way, st)
+            assert st["staged_switches"] == (n if staged else 0), (way, st)
+        assert x["status"]["rx"]["keyupdates"] == n
+    assert c["kernel_conf"] == {"tx": "sw", "rx": "sw"}
+    assert d["TlsTxRekeyError"] == d["TlsRxRekeyError"] == 0
+    # each process's probe sets TLS_TX twice on its own pair: one rekey each
+    if staged:
+        assert d["TlsTxStagedSwitch"] == d["TlsRxStagedSwitch"] == 2 * n
+        assert d["TlsTxRekeyOk"] == 2 and d["TlsRxRekeyOk"] == 0
+    else:
+        assert d["TlsTxStagedSwitch"] == d["TlsRxStagedSwitch"] == 0
+        assert d["TlsTxRekeyOk"] == 2 + 2 * n and d["TlsRxRekeyOk"] == 2 * n
+
+
+def test_handoff_tls12(guest):
+    c, s = guest[("CLIENT", "tls12")], guest[("SERVE", "tls12")]
+    assert c["handoff"] is True and s["handoff"] is True
+    assert c["ok"] and c["sha256_sent"] == c["sha256_received"] == s["sha256_in"]
+    for x in (c, s):
+        for way in ("tx", "rx"):
+            assert x["status"][way]["mode"] == "kernel-sw"
+            assert x["status"][way]["tls"] == "1.2"
+
+
+def test_handoff_with_stock_gnutls_rekeys(guest):
+    g, s, d = guest[("GNUTLS", "-")], guest[("SERVE", "gnutls")], delta(guest, "gnutls")
+    print("\n[vm_handoff] gnutls: %s, tls_stat %s, server %s" % (g, d, s["status"]))
+    assert g["got"] == g["expect"], guest["_text"][-3000:]
+    assert s["ok"] and s["handoff"] is True
+    assert s["sha256_in"] == g["expect"]
+    # every ^rekey^/^rekey1^ is a KeyUpdate the kernel received and the
+    # bridge followed; ^rekey^ asks for ours too (half of them)
+    rx, tx = s["status"]["rx"], s["status"]["tx"]
+    assert rx["mode"] == "kernel-sw" and rx["keyupdates"] == rx["rekeys"] == g["rekeys"]
+    assert tx["keyupdates"] == tx["rekeys"] == g["rekeys"] // 2
+    assert d["TlsRxStagedSwitch"] == g["rekeys"] and d["TlsTxStagedSwitch"] == g["rekeys"] // 2
+
+
+def test_handoff_with_stock_s_client_K(guest):
+    """s_client takes a K only when a read of its stdin starts with it, so
+    under emulation a few of the ten may be sent as data instead: the
+    counts are those s_client reports (KEYUPDATE lines)."""
+    sc, s, d = guest[("SCLIENT", "-")], guest[("SERVE", "sclient")], delta(guest, "sclient")
+    print("\n[vm_handoff] s_client: %s, tls_stat %s, server %s" % (sc, d, s["status"]))
+    assert sc["got"] == sc["expect"], guest["_text"][-3000:]
+    assert s["ok"] and s["handoff"] is True and s["sha256_in"] == sc["expect"]
+    n = sc["keyupdates"]
+    assert 5 <= n <= 10
+    rx, tx = s["status"]["rx"], s["status"]["tx"]
+    assert rx["keyupdates"] == rx["rekeys"] == rx["staged_switches"] == n
+    assert tx["keyupdates"] == tx["rekeys"] == tx["staged_switches"] == n  # K asks for ours
+    assert d["TlsRxStagedSwitch"] == d["TlsTxStagedSwitch"] == n
+
+
+def test_handoff_storm_guard_ends_a_keyupdate_flood(guest):
+    """Default storm_limit (32 a second): a peer sending a KeyUpdate with
+    every record gets a fatal unexpected_message alert, and what it did
+    receive is exactly what it sent, up to where it stopped."""
+    c, s, d = guest[("CLIENT", "storm")], guest[("SERVE", "storm")], delta(guest, "storm")
+    print("\n[vm_handoff] storm: tls_stat %s\n  client %s\n  server %s"
+          % (d, c["status"], s["status"]))
+    assert s["handoff"] is True and s["ok"] is False
+    rx = s["status"]["rx"]
+    assert rx["reason_code"] == "keyupdate-storm"
+    assert rx["keyupdates"] == 33          # the 33rd within a second ended it
+    assert rx["rekeys"] == 32              # it was not followed
+    assert c["ok"] is False and c["status"]["rx"]["reason_code"] == "peer-closed"
+    assert c["status"]["rx"]["detail"].startswith("alert 10 (level 2)")
+    assert c["bytes_received"] < c["bytes_sent"] < 16 << 20
