@@ -217,6 +217,23 @@ int ktls_conn_control(SSL *ssl, int type, const void *rec, size_t len)
 	}
 }
 
+ssize_t ktls_conn_recv_record(SSL *ssl, void *buf, size_t len, int *type)
+{
+	struct ktls_conn *c = conn_of(ssl);
+	uint8_t t;
+	ssize_t n;
+
+	if (!c || !c->handoff || !buf || !type)
+		return -EINVAL;
+	if (c->dead)
+		return -(c->rx.st.err ? c->rx.st.err : EPIPE);
+	n = ktls_rx_record(c, buf, len, &t);
+	if (n < 0)
+		return -errno;
+	*type = t;
+	return n;
+}
+
 ssize_t ktls_conn_recv(SSL *ssl, void *buf, size_t len)
 {
 	struct ktls_conn *c = conn_of(ssl);

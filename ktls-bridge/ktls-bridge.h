@@ -215,6 +215,9 @@ struct ktls_dir_status {
 	uint64_t keyupdates;		/* KeyUpdate messages seen in this direction */
 	uint64_t staged_switches;	/* rekeys the kernel made itself, to a key
 					 * staged with TLS_TX_NEXT/TLS_RX_NEXT */
+	uint64_t key_calls;		/* setsockopt/getsockopt calls for re-keys,
+					 * staging and record counts after install */
+	uint64_t key_expired;		/* RX: reads the kernel answered EKEYEXPIRED */
 };
 
 struct ktls_status {
@@ -265,6 +268,12 @@ ssize_t ktls_conn_recv(SSL *ssl, void *buf, size_t len);
 /* send() through the kernel, after a KeyUpdate of our own when the
  * policy's keyupdate_records limit is reached.  Returns bytes or -errno. */
 ssize_t ktls_conn_send(SSL *ssl, const void *buf, size_t len);
+/* One record as the kernel delivered it: its plaintext into buf and its
+ * type (23 application data, 22 handshake, 21 alert) into *type.  Answers
+ * EKEYEXPIRED itself (installing the next receive key); the KeyUpdate
+ * record it then returns still goes to ktls_conn_control, like any record
+ * that is not application data.  Returns bytes, 0 at EOF, or -errno. */
+ssize_t ktls_conn_recv_record(SSL *ssl, void *buf, size_t len, int *type);
 /* A record that was not application data, as read by the application
  * with recvmsg (type from the TLS_GET_RECORD_TYPE cmsg): KeyUpdate,
  * NewSessionTicket, alerts.  0 go on, 1 the peer sent close_notify (ours

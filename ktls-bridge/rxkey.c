@@ -119,6 +119,7 @@ static int rx_set_next(struct ktls_conn *c)
 		ret = ktls_secret_keyblock(&d->secret, d->st.cipher, &kb);
 	if (!ret) {
 		ret = ktls_install_opt(c->fd, TLS_RX, &kb);
+		d->st.key_calls++;
 		ktls_keyblock_wipe(&kb);
 	}
 	if (ret)
@@ -127,7 +128,8 @@ static int rx_set_next(struct ktls_conn *c)
 	d->staged = false;
 	/* A staged key is now the one in use: replace it, or drop it. */
 	if (ktls_key_stage(c, false) && was_staged &&
-	    ktls_sys->setsockopt(c->fd, SOL_TLS, TLS_RX_NEXT, NULL, 0) < 0 && errno != ENOENT)
+	    (d->st.key_calls++, ktls_sys->setsockopt(c->fd, SOL_TLS, TLS_RX_NEXT, NULL, 0)) < 0 &&
+	    errno != ENOENT)
 		return rx_failed(c, -errno, "TLS_RX_NEXT drop");
 	return 0;
 }
@@ -193,6 +195,7 @@ ssize_t ktls_rx_record(struct ktls_conn *c, void *buf, size_t cap, uint8_t *type
 		n = ktls_sys->recvmsg(c->fd, &msg, 0);
 		/* the kernel waits for the key after a KeyUpdate (6.14 UAPI) */
 		if (n < 0 && errno == EKEYEXPIRED && c->rx.st.version == KTLS_TLS13) {
+			c->rx.st.key_expired++;
 			if (ktls_rx_key_expired(c))
 				return -1;
 			msg.msg_controllen = sizeof(cbuf);

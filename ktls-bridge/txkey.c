@@ -55,6 +55,7 @@ int ktls_key_stage(struct ktls_conn *c, bool tx)
 	ret = ktls_secret_peek_next(&d->secret, d->st.cipher, &kb);
 	if (!ret) {
 		ret = ktls_install_opt(c->fd, tx ? TLS_TX_NEXT : TLS_RX_NEXT, &kb);
+		d->st.key_calls++;
 		ktls_keyblock_wipe(&kb);
 	}
 	d->staged = ret == 0;
@@ -78,6 +79,7 @@ int ktls_key_staged_consumed(struct ktls_conn *c, bool tx)
 	int ret;
 
 	ret = ktls_sys->getsockopt(c->fd, SOL_TLS, tx ? TLS_TX_NEXT : TLS_RX_NEXT, info, &len);
+	(tx ? &c->tx : &c->rx)->st.key_calls++;
 	OPENSSL_cleanse(info, sizeof(info));
 	if (ret == 0)
 		return 0;
@@ -128,13 +130,14 @@ int ktls_tx_after_handshake(struct ktls_conn *c, int nku)
 	}
 	if (kernel_gen != target) {
 		/* A key left staged would later be switched to a second time. */
-		if (maybe_staged &&
-		    ktls_sys->setsockopt(c->fd, SOL_TLS, TLS_TX_NEXT, NULL, 0) < 0 &&
+		if (maybe_staged && (d->st.key_calls++,
+				     ktls_sys->setsockopt(c->fd, SOL_TLS, TLS_TX_NEXT, NULL, 0)) < 0 &&
 		    errno != ENOENT)
 			return rekey_failed(c, -errno, "TLS_TX_NEXT drop");
 		ret = ktls_secret_keyblock(&d->secret, d->st.cipher, &kb);
 		if (!ret) {
 			ret = ktls_install_opt(c->fd, TLS_TX, &kb);
+			d->st.key_calls++;
 			ktls_keyblock_wipe(&kb);
 		}
 		if (ret)
@@ -155,6 +158,7 @@ static int kernel_tx_seq(struct ktls_conn *c, uint64_t *seq)
 	struct ktls_keyblock kb;
 	int ret = 0;
 
+	c->tx.st.key_calls++;
 	if (ktls_sys->getsockopt(c->fd, SOL_TLS, TLS_TX, info, &len) < 0)
 		ret = -errno;
 	else
