@@ -78,6 +78,8 @@ struct ktls_dir {
 	bool staged;		/* generation secret.gen + 1 is staged (TLS_*_NEXT) */
 	uint64_t since_ku;	/* records since the last re-key (estimate) */
 	unsigned int writes;	/* writes since the kernel's counter was read */
+	bool restage_due;	/* RX: stage the next key once data flows again */
+	uint8_t last_type;	/* RX: type of the last record read */
 	uint64_t storm_start;	/* RX: start of the KeyUpdate rate window (ns) */
 	uint32_t storm_count;	/* RX: peer KeyUpdates in that window */
 };

@@ -64,12 +64,15 @@ static int rx_failed(struct ktls_conn *c, int ret, const char *what)
 	return ret;
 }
 
-/* After a staged switch: advance the chain and stage the next one.  Once
- * the kernel pends on a second KeyUpdate, staging installs at once. */
-static int follow_staged(struct ktls_conn *c, int budget)
+/* After a staged switch: advance the chain and stage the next key.  For
+ * a lone KeyUpdate the staging waits until the record after it was
+ * delivered, off the path from the KeyUpdate to the next data.  With more
+ * KeyUpdates in the record the kernel pends on the next one, and staging
+ * installs that key at once. */
+static int follow_staged(struct ktls_conn *c, int nku)
 {
 	struct ktls_dir *d = &c->rx;
-	int ret;
+	int ret, budget = nku > 0 ? nku : 1;
 
 	while (d->staged && budget-- > 0) {
 		ret = ktls_key_staged_consumed(c, false);
@@ -81,6 +84,10 @@ static int follow_staged(struct ktls_conn *c, int budget)
 			return rx_failed(c, ret, "TLS_RX re-key");
 		d->st.rekeys++;
 		d->st.staged_switches++;
+		if (nku == 1) {
+			d->restage_due = true;
+			return 0;
+		}
 		ktls_key_stage(c, false);
 	}
 	return 0;
@@ -97,7 +104,7 @@ int ktls_rx_after_handshake(struct ktls_conn *c, const uint8_t *body, size_t len
 	 * then asks for the key with EKEYEXPIRED. */
 	nku = ktls_hs_count_keyupdates(body, len, NULL);
 	if (nku <= 0)
-		return follow_staged(c, 1);
+		return follow_staged(c, 0);
 	d->st.keyupdates += (uint64_t)nku;
 	if (storm_check(c, nku))
 		return -EPROTO;
@@ -191,6 +198,8 @@ ssize_t ktls_rx_record(struct ktls_conn *c, void *buf, size_t cap, uint8_t *type
 	struct cmsghdr *cm;
 	ssize_t n;
 
+	if (c->rx.restage_due && c->rx.last_type == KTLS_CT_APPDATA)
+		ktls_key_stage(c, false);
 	for (;;) {
 		n = ktls_sys->recvmsg(c->fd, &msg, 0);
 		/* the kernel waits for the key after a KeyUpdate (6.14 UAPI) */
@@ -209,6 +218,7 @@ ssize_t ktls_rx_record(struct ktls_conn *c, void *buf, size_t cap, uint8_t *type
 	for (cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm))
 		if (cm->cmsg_level == SOL_TLS && cm->cmsg_type == TLS_GET_RECORD_TYPE)
 			*type = *CMSG_DATA(cm);
+	c->rx.last_type = *type;
 	if (*type == KTLS_CT_HANDSHAKE && ktls_rx_after_handshake(c, buf, (size_t)n))
 		return -1;	/* ended: the record is not handed up */
 	c->rx.st.records++;

@@ -59,6 +59,7 @@ int ktls_key_stage(struct ktls_conn *c, bool tx)
 		ktls_keyblock_wipe(&kb);
 	}
 	d->staged = ret == 0;
+	d->restage_due = false;
 	if (ret)
 		ktls_trace("fd %d %s refused (%s): the next KeyUpdate sets %s again", c->fd,
 			   tx ? "TLS_TX_NEXT" : "TLS_RX_NEXT", ktls_errno_name(ret),

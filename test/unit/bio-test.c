@@ -831,9 +831,16 @@ static void case_rx_rekey(void)
 	CHECK_EQ(F.rx_sets[a], 1);
 	gen_info(s0, 1, info);
 	CHECK(!memcmp(F.last_rx, info, isz));
+	CHECK_EQ(conn(bio)->rx.st.staged_switches, 1);
+	/* the next key is staged after the first data record, not before it */
+	CHECK(!F.staged_rx);
+	rx_record(KTLS_CT_APPDATA, "hello", 5);
+	CHECK_EQ(BIO_read(bio, buf, sizeof(buf)), KTLS_REC_HDR + 5);
+	CHECK(!F.staged_rx);
+	CHECK_EQ(BIO_read(bio, buf, sizeof(buf)), KTLS_REC_HDR + 5);
 	gen_info(s0, 2, info);
 	CHECK(F.staged_rx && !memcmp(F.staged_rx_info, info, isz));
-	CHECK_EQ(conn(bio)->rx.st.staged_switches, 1);
+	CHECK_EQ(conn(bio)->rx.st.key_expired, 0);
 	/* two in one record: one staged switch, then staging installs at once */
 	rx_record(KTLS_CT_HANDSHAKE, two, sizeof(two));
 	CHECK_EQ(BIO_read(bio, buf, sizeof(buf)), KTLS_REC_HDR + 10);
