@@ -168,3 +168,20 @@ void app_ssl_errors(const char *prog, const char *what)
 		fprintf(stderr, "%s:   %s\n", prog, buf);
 	}
 }
+
+int app_selfsigned(EVP_PKEY **pkey, X509 **cert)
+{
+	*pkey = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+	*cert = X509_new();
+	if (!*pkey || !*cert || !X509_set_version(*cert, 2) ||
+	    !X509_gmtime_adj(X509_getm_notBefore(*cert), 0) ||
+	    !X509_gmtime_adj(X509_getm_notAfter(*cert), 3600) ||
+	    !X509_set_pubkey(*cert, *pkey) ||
+	    !X509_set_issuer_name(*cert, X509_get_subject_name(*cert)) ||
+	    !X509_sign(*cert, *pkey, EVP_sha256())) {
+		EVP_PKEY_free(*pkey);
+		X509_free(*cert);
+		return -1;
+	}
+	return 0;
+}

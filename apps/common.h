@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* common.h - shared by ktls-serve and ktls-client. */
+/* common.h - shared by the apps. */
 #ifndef KTLS_APPS_COMMON_H
 #define KTLS_APPS_COMMON_H
 
@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include "ktls-bridge.h"
 
@@ -65,6 +66,10 @@ void app_fill(uint8_t *buf, size_t len, uint64_t off);
 
 /* Hex sha256 of an EVP_MD_CTX so far (finalises a copy). */
 void app_sha256_hex(EVP_MD_CTX *md, char out[65]);
+
+/* A P-256 key and a self-signed certificate for it, valid an hour
+ * (benchmarks); 0 or -1. */
+int app_selfsigned(EVP_PKEY **pkey, X509 **cert);
 
 /* Print OpenSSL's error queue with a prefix. */
 void app_ssl_errors(const char *prog, const char *what);

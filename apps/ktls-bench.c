@@ -282,14 +282,10 @@ int main(int argc, char **argv)
 		cipher = version == TLS1_2_VERSION ? "ECDHE-ECDSA-AES128-GCM-SHA256"
 						   : "TLS_AES_128_GCM_SHA256";
 	signal(SIGPIPE, SIG_IGN);
-	pkey = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
-	cert = X509_new();
-	X509_set_version(cert, 2);
-	X509_gmtime_adj(X509_getm_notBefore(cert), 0);
-	X509_gmtime_adj(X509_getm_notAfter(cert), 3600);
-	X509_set_pubkey(cert, pkey);
-	X509_set_issuer_name(cert, X509_get_subject_name(cert));
-	X509_sign(cert, pkey, EVP_sha256());
+	if (app_selfsigned(&pkey, &cert)) {
+		app_ssl_errors(prog, "making a certificate");
+		return 1;
+	}
 	if (want[P_SENDFILE]) {
 		int fd = mkstemp(tmpl);
 		static uint8_t blk[1 << 16];

@@ -89,7 +89,7 @@ def test_overview_page():
 
 
 def test_apps_found():
-    assert APPS == ["ktls-bench", "ktls-client", "ktls-probe", "ktls-serve"]
+    assert APPS == ["ktls-bench", "ktls-client", "ktls-probe", "ktls-rekey-bench", "ktls-serve"]
 
 
 @pytest.mark.parametrize("app", APPS)
