@@ -2,6 +2,7 @@
 /* common.c - option handling, context setup and status output for the apps. */
 #include <errno.h>
 #include <getopt.h>
+#include <stdlib.h>
 #include <string.h>
 #include <openssl/err.h>
 
@@ -184,4 +185,51 @@ int app_selfsigned(EVP_PKEY **pkey, X509 **cert)
 		return -1;
 	}
 	return 0;
+}
+
+int app_parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	if (*s == '-')
+		return -1;
+	v = strtoull(s, &end, 10);
+	if (end == s)
+		return -1;
+	switch (*end) {
+	case 'k': case 'K': v <<= 10; end++; break;
+	case 'm': case 'M': v <<= 20; end++; break;
+	case 'g': case 'G': v <<= 30; end++; break;
+	default: break;
+	}
+	if (*end || !v)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+int app_parse_list(const char *arg, const char *const *names, size_t n, bool *want,
+		   const char *prog, const char *opt)
+{
+	char *s = strdup(arg), *tok, *save = NULL;
+	int ret = 0;
+
+	if (!s)
+		return -1;
+	memset(want, 0, n * sizeof(*want));
+	for (tok = strtok_r(s, ",", &save); tok && !ret; tok = strtok_r(NULL, ",", &save)) {
+		size_t i;
+
+		for (i = 0; i < n && strcmp(tok, names[i]); i++)
+			;
+		if (i == n) {
+			fprintf(stderr, "%s: %s: unknown name '%s'\n", prog, opt, tok);
+			ret = -1;
+		} else {
+			want[i] = true;
+		}
+	}
+	free(s);
+	return ret;
 }

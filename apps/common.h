@@ -67,6 +67,13 @@ void app_fill(uint8_t *buf, size_t len, uint64_t off);
 /* Hex sha256 of an EVP_MD_CTX so far (finalises a copy). */
 void app_sha256_hex(EVP_MD_CTX *md, char out[65]);
 
+/* "64M"-style sizes (k, M, G suffixes); 0, or -1 when not a size > 0. */
+int app_parse_size(const char *s, uint64_t *out);
+/* A comma list of names out of names[0..n-1] into want[]; -1 (message
+ * printed, naming opt) on an unknown one. */
+int app_parse_list(const char *arg, const char *const *names, size_t n, bool *want,
+		   const char *prog, const char *opt);
+
 /* A P-256 key and a self-signed certificate for it, valid an hour
  * (benchmarks); 0 or -1. */
 int app_selfsigned(EVP_PKEY **pkey, X509 **cert);

@@ -228,16 +228,11 @@ int main(int argc, char **argv)
 	double base_cpu = 0;
 	EVP_PKEY *pkey;
 	X509 *cert;
-	char *end;
 
 	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'n':
-			bytes = strtoull(optarg, &end, 10);
-			if (*end == 'k' || *end == 'K') bytes <<= 10, end++;
-			else if (*end == 'M' || *end == 'm') bytes <<= 20, end++;
-			else if (*end == 'G' || *end == 'g') bytes <<= 30, end++;
-			if (*end || !bytes) {
+			if (app_parse_size(optarg, &bytes)) {
 				fprintf(stderr, "%s: --bytes %s: not a size\n", prog, optarg);
 				return 2;
 			}
@@ -252,24 +247,10 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			break;
-		case 'p': {
-			char *s = strdup(optarg), *tok, *save = NULL;
-
-			memset(want, 0, sizeof(want));
-			for (tok = strtok_r(s, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-				int i;
-
-				for (i = 0; i < P__N && strcmp(tok, path_name[i]); i++)
-					;
-				if (i == P__N) {
-					fprintf(stderr, "%s: --paths: unknown path '%s'\n", prog, tok);
-					return 2;
-				}
-				want[i] = true;
-			}
-			free(s);
+		case 'p':
+			if (app_parse_list(optarg, path_name, P__N, want, prog, "--paths"))
+				return 2;
 			break;
-		}
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}

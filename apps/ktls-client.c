@@ -65,25 +65,6 @@ static void usage(FILE *f)
 		"check failed, 2 usage, 3 could not connect or handshake.\n");
 }
 
-static int parse_size(const char *s, uint64_t *out)
-{
-	char *end;
-	unsigned long long v = strtoull(s, &end, 10);
-
-	if (end == s || *s == '-')
-		return -1;
-	switch (*end) {
-	case 'k': case 'K': v <<= 10; end++; break;
-	case 'm': case 'M': v <<= 20; end++; break;
-	case 'g': case 'G': v <<= 30; end++; break;
-	default: break;
-	}
-	if (*end)
-		return -1;
-	*out = v;
-	return 0;
-}
-
 /* "\r" and "\n" escapes, in place. */
 static char *unescape(char *s)
 {
@@ -377,7 +358,7 @@ int main(int argc, char **argv)
 			continue;
 		switch (ch) {
 		case 'n':
-			if (parse_size(optarg, &o.bytes)) {
+			if (app_parse_size(optarg, &o.bytes)) {
 				fprintf(stderr, "%s: --bytes %s: not a size\n", prog, optarg);
 				return 2;
 			}

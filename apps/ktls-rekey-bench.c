@@ -372,20 +372,6 @@ static void usage(FILE *f)
 		"2 usage.\n");
 }
 
-static int parse_size(const char *s, uint64_t *out)
-{
-	char *end;
-	uint64_t v = strtoull(s, &end, 10);
-
-	if (*end == 'k' || *end == 'K') v <<= 10, end++;
-	else if (*end == 'm' || *end == 'M') v <<= 20, end++;
-	else if (*end == 'g' || *end == 'G') v <<= 30, end++;
-	if (*end || !v || *s == '-')
-		return -1;
-	*out = v;
-	return 0;
-}
-
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -409,7 +395,7 @@ int main(int argc, char **argv)
 	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'n':
-			if (parse_size(optarg, &bytes)) {
+			if (app_parse_size(optarg, &bytes)) {
 				fprintf(stderr, "%s: --bytes %s: not a size\n", prog, optarg);
 				return 2;
 			}
@@ -428,25 +414,10 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			break;
-		case 'm': {
-			char *s = strdup(optarg), *tok, *save = NULL;
-
-			memset(want, 0, sizeof(want));
-			for (tok = strtok_r(s, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-				int i;
-
-				for (i = 0; i < M__N && strcmp(tok, mode_name[i]); i++)
-					;
-				if (i == M__N) {
-					fprintf(stderr, "%s: --modes: unknown mode '%s'\n", prog, tok);
-					free(s);
-					return 2;
-				}
-				want[i] = true;
-			}
-			free(s);
+		case 'm':
+			if (app_parse_list(optarg, mode_name, M__N, want, prog, "--modes"))
+				return 2;
 			break;
-		}
 		case 'c': suite = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;

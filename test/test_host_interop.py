@@ -230,6 +230,26 @@ def test_policy_overrides_change_the_reason(certs, fallback_only):
     finish(serve)
 
 
+def test_handoff_refused_here_keeps_libssl(certs, fallback_only):
+    """--handoff on a kernel without kTLS: both ends say why the hand-off
+    was refused and move the data through libssl, byte for byte (the
+    hand-off itself runs in the VM tests)."""
+    serve, port = start_serve(certs, "--echo", "--handoff", "--max-conns", "1")
+    r = subprocess.run([app("ktls-client"), "--json", "--handoff", "--tls1_3",
+                        "--bytes", "2M", "--keyupdate-every", "8", "127.0.0.1:%d" % port],
+                       capture_output=True, text=True, timeout=60)
+    out, err = finish(serve)
+    assert r.returncode == 0, r.stderr
+    c = json.loads(r.stdout)
+    s = json.loads(out.strip().splitlines()[-1])
+    assert "hand-off refused (Operation not supported); continuing through libssl" in r.stderr
+    assert "hand-off refused (Operation not supported); echoing through libssl" in err
+    assert c["handoff"] is False and s["handoff"] is False
+    assert c["ok"] and c["sha256_sent"] == c["sha256_received"] == s["sha256_in"]
+    assert c["keyupdates_sent"] == (128 - 1) // 8
+    assert c["status"]["tx"]["reason_code"] == "ulp-unavailable"
+
+
 def test_static_file_without_kernel_tx(certs, fallback_only, tmp_path):
     """ktls-serve --root: SSL_sendfile needs kernel TX, so here the file goes
     out through SSL_write, byte for byte."""

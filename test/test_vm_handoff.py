@@ -253,3 +253,68 @@ def test_rekey_bench_counts(guest):
     assert b["userspace"]["ekeyexpired"] == 0
     # the staged switch costs a check of the staged key, no second read
     assert b["staged"]["calls"] < b["setagain"]["calls"]
+
+
+GUEST_61 = r"""
+cd /root
+C=certs/cert.pem; K=certs/key.pem
+for v in 1_2 1_3; do
+    ktls-serve --cert $C --key $K --port 4433 --echo --handoff --json --max-conns 1 \
+        > s$v.json 2> s$v.err &
+    i=0; while ! grep -q listening s$v.err; do i=$((i+1)); [ $i -gt 200 ] && exit 9; sleep 0.05; done
+    ktls-client --handoff --json --tls$v --bytes 4M --keyupdate-every 16 127.0.0.1:4433 \
+        > c$v.json 2> c$v.err
+    echo "RC$v $?"
+    wait
+    echo "CLIENT $v $(cat c$v.json)"
+    echo "SERVE $v $(cat s$v.json)"
+    echo "CERR $v $(tr '\n' ' ' < c$v.err)"
+done
+"""
+
+
+@pytest.fixture(scope="module")
+def guest61(vm_platform, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("handoff61")
+    certs = tmp / "certs"
+    certs.mkdir()
+    make_cert(str(certs))
+    script = tmp / "guest.sh"
+    script.write_text(GUEST_61)
+    p = VMProcess("sh /root/guest.sh", kernel="debian-6.1", timeout=300,
+                  puts=[(str(certs), "/root/certs"), (str(script), "/root/guest.sh")])
+    try:
+        r = p.wait()
+    finally:
+        p.kill()
+    assert r[0] == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    res = {}
+    for line in r.stdout.splitlines():
+        kind, _, rest = line.partition(" ")
+        if kind in ("CLIENT", "SERVE"):
+            v, _, js = rest.partition(" ")
+            res[(kind, v)] = json.loads(js)
+        elif kind == "CERR":
+            v, _, text = rest.partition(" ")
+            res[(kind, v)] = text
+    return res
+
+
+def test_debian61_handoff_tls12_works(guest61):
+    """Debian's 6.1 kernel has kTLS but no re-key: TLS 1.2 hands off."""
+    c, s = guest61[("CLIENT", "1_2")], guest61[("SERVE", "1_2")]
+    assert c["handoff"] is True and s["handoff"] is True
+    assert c["ok"] and c["sha256_sent"] == c["sha256_received"] == s["sha256_in"]
+    assert c["status"]["rx"]["mode"] == "kernel-sw" and c["kernel_conf"]["rx"] == "sw"
+
+
+def test_debian61_handoff_tls13_refused_with_reason(guest61):
+    """TLS 1.3 on a kernel that cannot re-key: tls13 = auto kept the
+    connection in userspace, so the hand-off is refused, says why, and the
+    transfer (with KeyUpdates) goes on through libssl."""
+    c, s = guest61[("CLIENT", "1_3")], guest61[("SERVE", "1_3")]
+    assert c["handoff"] is False and s["handoff"] is False
+    assert "hand-off refused (Operation not supported)" in guest61[("CERR", "1_3")]
+    assert c["ok"] and c["sha256_sent"] == c["sha256_received"] == s["sha256_in"]
+    assert c["keyupdates_sent"] == (256 - 1) // 16
+    assert c["status"]["tx"]["reason_code"] == "tls13-no-rekey"
