@@ -265,7 +265,7 @@ static int bridge_write(BIO *b, const char *in, int inl)
 static ssize_t recv_record(struct ktls_conn *c, uint8_t *out, size_t cap)
 {
 	uint8_t type;
-	ssize_t n = ktls_rx_record(c, out + KTLS_REC_HDR, cap - KTLS_REC_HDR, &type);
+	ssize_t n = ktls_rx_record(c, out + KTLS_REC_HDR, cap - KTLS_REC_HDR, &type, true);
 
 	if (n <= 0)
 		return n;

@@ -32,8 +32,6 @@
 
 #define ALERT_CLOSE_NOTIFY 0
 #define ALERT_UNEXPECTED_MESSAGE 10
-#define ALERT_ILLEGAL_PARAMETER 47
-#define HS_NEW_SESSION_TICKET 4
 
 static struct ktls_conn *conn_of(SSL *ssl)
 {
@@ -146,42 +144,21 @@ static int send_keyupdate(struct ktls_conn *c, bool requested)
 
 static int handshake_record(struct ktls_conn *c, const uint8_t *p, size_t len)
 {
-	int requested = 0;
+	struct ktls_hs_seen seen;
+	int ret;
 
-	while (len) {
-		size_t body;
-
-		if (len < 4 || len - 4 < (body = (size_t)p[1] << 16 | (size_t)p[2] << 8 | p[3]))
-			return fatal(c, ALERT_UNEXPECTED_MESSAGE, "handshake message split");
-		switch (p[0]) {
-		case KTLS_HS_KEY_UPDATE:
-			if (body != 1 || p[4] > 1)
-				return fatal(c, ALERT_ILLEGAL_PARAMETER, "bad KeyUpdate");
-			/* it ends a key: nothing may follow it in the record */
-			if (len != 5)
-				return fatal(c, ALERT_UNEXPECTED_MESSAGE,
-					     "KeyUpdate not at the end of its record");
-			requested |= p[4];
-			break;
-		case HS_NEW_SESSION_TICKET:
-			if (SSL_is_server(c->ssl))
-				return fatal(c, ALERT_UNEXPECTED_MESSAGE, "ticket from a client");
-			c->tickets++;
-			break;
-		default:
-			return fatal(c, ALERT_UNEXPECTED_MESSAGE, "post-handshake message");
-		}
-		p += 4 + body;
-		len -= 4 + body;
-	}
-	/* the RX side already moved on in ktls_rx_record */
-	if (requested) {
-		int ret = send_keyupdate(c, false);
-
-		if (ret)
-			return ret;
-	}
-	return 0;
+	/* the kernel's receive key follows here (staged switch), the storm
+	 * guard counts, malformed KeyUpdates get their alert */
+	ret = ktls_rx_after_handshake(c, p, len, &seen);
+	if (ret)
+		return ret;
+	if (seen.other)
+		return fatal(c, ALERT_UNEXPECTED_MESSAGE, "post-handshake message");
+	if (seen.tickets && SSL_is_server(c->ssl))
+		return fatal(c, ALERT_UNEXPECTED_MESSAGE, "ticket from a client");
+	c->tickets += (uint64_t)seen.tickets;
+	/* update_requested: ours goes out before any more data */
+	return seen.requested ? send_keyupdate(c, false) : 0;
 }
 
 int ktls_conn_control(SSL *ssl, int type, const void *rec, size_t len)
@@ -227,7 +204,7 @@ ssize_t ktls_conn_recv_record(SSL *ssl, void *buf, size_t len, int *type)
 		return -EINVAL;
 	if (c->dead)
 		return -(c->rx.st.err ? c->rx.st.err : EPIPE);
-	n = ktls_rx_record(c, buf, len, &t);
+	n = ktls_rx_record(c, buf, len, &t, false);
 	if (n < 0)
 		return -errno;
 	*type = t;
@@ -265,7 +242,7 @@ ssize_t ktls_conn_recv(SSL *ssl, void *buf, size_t len)
 			dst = c->rbuf;
 			cap = KTLS_REC_MAX;
 		}
-		n = ktls_rx_record(c, dst, cap, &type);
+		n = ktls_rx_record(c, dst, cap, &type, false);
 		if (n < 0)
 			return -errno;
 		if (n == 0) {

@@ -67,6 +67,25 @@ int ktls_hs_count_keyupdates(const uint8_t *p, size_t len, int *requested);
 
 #include "../rekey/rekey.h"
 
+/* Receive: where we are in the stream of handshake messages, which the
+ * peer may split across records anywhere. */
+struct ktls_hs_walk {
+	uint8_t hdr[4];
+	uint8_t have;		/* header bytes so far */
+	uint32_t left;		/* body bytes still to come */
+	int body0;		/* first body byte, -1 before it */
+};
+
+/* What the handshake messages completed in one record were. */
+struct ktls_hs_seen {
+	int keyupdates;		/* KeyUpdates */
+	int requested;		/* one had update_requested */
+	int tickets;		/* NewSessionTickets */
+	int other;		/* the type of any other message, else 0 */
+	int alert;		/* a TLS alert the record calls for, else 0 */
+	const char *why;	/* ... and why */
+};
+
 /* One direction of a bridged connection. */
 struct ktls_dir {
 	struct ktls_dir_status st;
@@ -80,6 +99,7 @@ struct ktls_dir {
 	unsigned int writes;	/* writes since the kernel's counter was read */
 	bool restage_due;	/* RX: stage the next key once data flows again */
 	uint8_t last_type;	/* RX: type of the last record read */
+	struct ktls_hs_walk walk;	/* RX: handshake messages across records */
 	uint64_t storm_start;	/* RX: start of the KeyUpdate rate window (ns) */
 	uint32_t storm_count;	/* RX: peer KeyUpdates in that window */
 };
@@ -131,10 +151,12 @@ int ktls_tx_maybe_keyupdate(struct ktls_conn *c);
 /* A decrypted handshake record was received: count its KeyUpdates, apply
  * the storm guard, follow a staged switch.  0, or -errno when the
  * connection had to end (the record must not be handed up). */
-int ktls_rx_after_handshake(struct ktls_conn *c, const uint8_t *body, size_t len);
+int ktls_rx_after_handshake(struct ktls_conn *c, const uint8_t *body, size_t len,
+			    struct ktls_hs_seen *seen);
 /* One record's plaintext from the kernel (at most cap, 16384 bytes) and
- * its type; answers EKEYEXPIRED and runs ktls_rx_after_handshake. */
-ssize_t ktls_rx_record(struct ktls_conn *c, void *buf, size_t cap, uint8_t *type);
+ * its type; answers EKEYEXPIRED, and runs ktls_rx_after_handshake on a
+ * handshake record when run_hs (else the caller does). */
+ssize_t ktls_rx_record(struct ktls_conn *c, void *buf, size_t cap, uint8_t *type, bool run_hs);
 /* recvmsg said EKEYEXPIRED: install the next generation now. */
 int ktls_rx_key_expired(struct ktls_conn *c);
 /* libssl offered TLS 1.3 keys again for an offloaded direction (OpenSSL

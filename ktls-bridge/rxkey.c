@@ -93,22 +93,89 @@ static int follow_staged(struct ktls_conn *c, int nku)
 	return 0;
 }
 
-int ktls_rx_after_handshake(struct ktls_conn *c, const uint8_t *body, size_t len)
+#define ALERT_DECODE_ERROR 50
+#define ALERT_ILLEGAL_PARAMETER 47
+#define HS_NEW_SESSION_TICKET 4
+
+static void hs_complete(struct ktls_hs_walk *w, size_t rest, struct ktls_hs_seen *seen)
+{
+	switch (w->hdr[0]) {
+	case KTLS_HS_KEY_UPDATE:
+		if (w->body0 > 1) {
+			seen->alert = ALERT_ILLEGAL_PARAMETER;
+			seen->why = "KeyUpdate with a request_update other than 0 or 1";
+		} else if (rest) {
+			/* RFC 8446 5.1: it ends its key, so it ends its record */
+			seen->alert = ALERT_UNEXPECTED_MESSAGE;
+			seen->why = "KeyUpdate not at the end of its record";
+		}
+		seen->keyupdates++;
+		seen->requested |= w->body0 == 1;
+		break;
+	case HS_NEW_SESSION_TICKET:
+		seen->tickets++;
+		break;
+	default:
+		seen->other = w->hdr[0];
+		break;
+	}
+	w->have = 0;
+}
+
+/* Walk the handshake bytes of one record; messages may start in an
+ * earlier record. */
+static void hs_walk(struct ktls_hs_walk *w, const uint8_t *p, size_t len,
+		    struct ktls_hs_seen *seen)
+{
+	while (len && !seen->alert) {
+		if (w->have < 4) {
+			w->hdr[w->have++] = *p++;
+			len--;
+			if (w->have < 4)
+				continue;
+			w->left = (uint32_t)w->hdr[1] << 16 | (uint32_t)w->hdr[2] << 8 | w->hdr[3];
+			w->body0 = -1;
+			if (w->hdr[0] == KTLS_HS_KEY_UPDATE && w->left != 1) {
+				seen->alert = ALERT_DECODE_ERROR;
+				seen->why = "KeyUpdate body is not one byte";
+				break;
+			}
+			if (!w->left)
+				hs_complete(w, len, seen);
+			continue;
+		}
+		{
+			size_t take = len < w->left ? len : w->left;
+
+			if (w->body0 < 0)
+				w->body0 = p[0];
+			p += take;
+			len -= take;
+			w->left -= (uint32_t)take;
+			if (!w->left)
+				hs_complete(w, len, seen);
+		}
+	}
+}
+
+int ktls_rx_after_handshake(struct ktls_conn *c, const uint8_t *body, size_t len,
+			    struct ktls_hs_seen *seen)
 {
 	struct ktls_dir *d = &c->rx;
-	int nku;
 
+	memset(seen, 0, sizeof(*seen));
 	if (d->st.version != KTLS_TLS13)
 		return 0;
-	/* A KeyUpdate split across records counts as none here; the kernel
-	 * then asks for the key with EKEYEXPIRED. */
-	nku = ktls_hs_count_keyupdates(body, len, NULL);
-	if (nku <= 0)
-		return follow_staged(c, 0);
-	d->st.keyupdates += (uint64_t)nku;
-	if (storm_check(c, nku))
+	hs_walk(&d->walk, body, len, seen);
+	d->st.keyupdates += (uint64_t)seen->keyupdates;
+	if (seen->alert) {
+		ktls_conn_fatal(c, false, KTLS_R_PROTOCOL, EPROTO, (uint8_t)seen->alert, seen->why);
+		errno = EPROTO;
 		return -EPROTO;
-	return follow_staged(c, nku);
+	}
+	if (seen->keyupdates && storm_check(c, seen->keyupdates))
+		return -EPROTO;
+	return follow_staged(c, seen->keyupdates);
 }
 
 /* Set TLS_RX to generation gen+1 (the kernel waits for it). */
@@ -187,8 +254,9 @@ int ktls_key_reoffered(struct ktls_conn *c, bool tx, const struct ktls_keyblock 
 	return 0;
 }
 
-ssize_t ktls_rx_record(struct ktls_conn *c, void *buf, size_t cap, uint8_t *type)
+ssize_t ktls_rx_record(struct ktls_conn *c, void *buf, size_t cap, uint8_t *type, bool run_hs)
 {
+	struct ktls_hs_seen seen;
 	char cbuf[CMSG_SPACE(sizeof(unsigned char))];
 	struct iovec iov = { .iov_base = buf, .iov_len = cap < KTLS_REC_MAX ? cap : KTLS_REC_MAX };
 	struct msghdr msg = {
@@ -219,7 +287,15 @@ ssize_t ktls_rx_record(struct ktls_conn *c, void *buf, size_t cap, uint8_t *type
 		if (cm->cmsg_level == SOL_TLS && cm->cmsg_type == TLS_GET_RECORD_TYPE)
 			*type = *CMSG_DATA(cm);
 	c->rx.last_type = *type;
-	if (*type == KTLS_CT_HANDSHAKE && ktls_rx_after_handshake(c, buf, (size_t)n))
+	if (*type != KTLS_CT_HANDSHAKE && c->rx.walk.have) {
+		/* RFC 8446 5.1: nothing between the records of a handshake message */
+		ktls_conn_fatal(c, false, KTLS_R_PROTOCOL, EPROTO, ALERT_UNEXPECTED_MESSAGE,
+				"record inside a split handshake message");
+		errno = EPROTO;
+		return -1;
+	}
+	if (*type == KTLS_CT_HANDSHAKE && run_hs &&
+	    ktls_rx_after_handshake(c, buf, (size_t)n, &seen))
 		return -1;	/* ended: the record is not handed up */
 	c->rx.st.records++;
 	c->rx.st.bytes += (uint64_t)n;

@@ -841,24 +841,58 @@ static void case_rx_rekey(void)
 	gen_info(s0, 2, info);
 	CHECK(F.staged_rx && !memcmp(F.staged_rx_info, info, isz));
 	CHECK_EQ(conn(bio)->rx.st.key_expired, 0);
-	/* two in one record: one staged switch, then staging installs at once */
-	rx_record(KTLS_CT_HANDSHAKE, two, sizeof(two));
-	CHECK_EQ(BIO_read(bio, buf, sizeof(buf)), KTLS_REC_HDR + 10);
-	CHECK_EQ(F.rx_pending, 0);
-	CHECK_EQ(F.rx_sets[a], 1);
-	gen_info(s0, 3, info);
-	CHECK(!memcmp(F.last_rx, info, isz));
-	gen_info(s0, 4, info);
-	CHECK(F.staged_rx && !memcmp(F.staged_rx_info, info, isz));
-	CHECK_EQ(conn(bio)->rx.st.rekeys, 3);
-	CHECK_EQ(conn(bio)->rx.st.staged_switches, 3);
-	CHECK_EQ(conn(bio)->rx.st.keyupdates, 3);
 	/* 3.2+ re-offer of what the kernel holds: nothing to do */
-	CHECK_EQ(offer_gen(bio, s0, 3, false), 1);
+	CHECK_EQ(offer_gen(bio, s0, 1, false), 1);
 	CHECK_EQ(F.rx_sets[a], 1);
+	/* a KeyUpdate split across two records is one KeyUpdate */
+	rx_record(KTLS_CT_HANDSHAKE, ku, 2);
+	CHECK_EQ(BIO_read(bio, buf, sizeof(buf)), KTLS_REC_HDR + 2);
+	CHECK_EQ(conn(bio)->rx.st.keyupdates, 1);
+	rx_record(KTLS_CT_HANDSHAKE, ku + 2, 3);
+	CHECK_EQ(BIO_read(bio, buf, sizeof(buf)), KTLS_REC_HDR + 3);
+	CHECK_EQ(conn(bio)->rx.st.keyupdates, 2);
+	CHECK_EQ(conn(bio)->rx.st.reason, KTLS_R_NONE);
+	/* two in one record: the first does not end its record (RFC 8446
+	 * 5.1): fatal unexpected_message */
+	CHECK_EQ(F.nctrl, 0);
+	rx_record(KTLS_CT_HANDSHAKE, two, sizeof(two));
+	CHECK_EQ(BIO_read(bio, buf, sizeof(buf)), -1);
+	CHECK_EQ(conn(bio)->rx.st.reason, KTLS_R_PROTOCOL);
+	CHECK_EQ(F.nctrl, 1);
+	CHECK(!memcmp(F.ctrl_data[0], "\x02\x0a", 2));
 	BIO_free(bio);
 	close(a);
 	close(b);
+
+	/* malformed KeyUpdates: illegal_parameter, decode_error; and a record
+	 * of another type inside a split handshake message */
+	{
+		static const struct { uint8_t rec[8]; size_t len; uint8_t alert; } bad[] = {
+			{ { 24, 0, 0, 1, 2 }, 5, 47 },
+			{ { 24, 0, 0, 2, 0, 0 }, 6, 50 },
+		};
+
+		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+			bio = rx_bridge(&a, &b, s0, false, NULL);
+			rx_record(KTLS_CT_HANDSHAKE, bad[i].rec, bad[i].len);
+			CHECK_EQ(BIO_read(bio, buf, sizeof(buf)), -1);
+			CHECK_EQ(conn(bio)->rx.st.reason, KTLS_R_PROTOCOL);
+			CHECK_EQ(F.nctrl, 1);
+			CHECK_EQ(F.ctrl_data[0][1], bad[i].alert);
+			BIO_free(bio);
+			close(a);
+			close(b);
+		}
+		bio = rx_bridge(&a, &b, s0, false, NULL);
+		rx_record(KTLS_CT_HANDSHAKE, ku, 3);
+		CHECK_EQ(BIO_read(bio, buf, sizeof(buf)), KTLS_REC_HDR + 3);
+		rx_record(KTLS_CT_APPDATA, "xy", 2);
+		CHECK_EQ(BIO_read(bio, buf, sizeof(buf)), -1);
+		CHECK_EQ(F.ctrl_data[0][1], 10);
+		BIO_free(bio);
+		close(a);
+		close(b);
+	}
 
 	/* FAULT: TLS_RX refused after a KeyUpdate: alert (TX still works), end */
 	bio = rx_bridge(&a, &b, s0, false, NULL);
