@@ -133,6 +133,8 @@ ssize_t ktls_send_ctrl(struct ktls_conn *c, int type, const void *buf, size_t le
 /* Stage generation gen+1 with TLS_TX_NEXT/TLS_RX_NEXT when policy and
  * kernel allow; a failure only means the next KeyUpdate sets the key again. */
 int ktls_key_stage(struct ktls_conn *c, bool tx);
+/* Drop a staged key (none staged is fine); 0 or -errno with errno set. */
+int ktls_key_unstage(struct ktls_conn *c, bool tx);
 /* Did the kernel switch to the staged key?  1 yes (nothing staged any
  * more), 0 no, -errno when it cannot tell. */
 int ktls_key_staged_consumed(struct ktls_conn *c, bool tx);

@@ -201,9 +201,7 @@ static int rx_set_next(struct ktls_conn *c)
 	d->st.rekeys++;
 	d->staged = false;
 	/* A staged key is now the one in use: replace it, or drop it. */
-	if (ktls_key_stage(c, false) && was_staged &&
-	    (d->st.key_calls++, ktls_sys->setsockopt(c->fd, SOL_TLS, TLS_RX_NEXT, NULL, 0)) < 0 &&
-	    errno != ENOENT)
+	if (ktls_key_stage(c, false) && was_staged && ktls_key_unstage(c, false))
 		return rx_failed(c, -errno, "TLS_RX_NEXT drop");
 	return 0;
 }

@@ -73,6 +73,18 @@ void ktls_tx_before_handshake(struct ktls_conn *c)
 		ktls_key_stage(c, true);
 }
 
+int ktls_key_unstage(struct ktls_conn *c, bool tx)
+{
+	struct ktls_dir *d = tx ? &c->tx : &c->rx;
+
+	d->st.key_calls++;
+	if (ktls_sys->setsockopt(c->fd, SOL_TLS, tx ? TLS_TX_NEXT : TLS_RX_NEXT, NULL, 0) < 0 &&
+	    errno != ENOENT)
+		return -errno;
+	d->staged = false;
+	return 0;
+}
+
 int ktls_key_staged_consumed(struct ktls_conn *c, bool tx)
 {
 	unsigned char info[KTLS_MAX_INFO];
@@ -131,9 +143,7 @@ int ktls_tx_after_handshake(struct ktls_conn *c, int nku)
 	}
 	if (kernel_gen != target) {
 		/* A key left staged would later be switched to a second time. */
-		if (maybe_staged && (d->st.key_calls++,
-				     ktls_sys->setsockopt(c->fd, SOL_TLS, TLS_TX_NEXT, NULL, 0)) < 0 &&
-		    errno != ENOENT)
+		if (maybe_staged && ktls_key_unstage(c, true))
 			return rekey_failed(c, -errno, "TLS_TX_NEXT drop");
 		ret = ktls_secret_keyblock(&d->secret, d->st.cipher, &kb);
 		if (!ret) {
