@@ -166,3 +166,51 @@ class LiveGuest:
 
     def kill(self):
         self.vm.kill()
+
+
+# test/fault/ktls-fault.c: the LD_PRELOAD setsockopt() fault injector
+# (KTLS_FAULT=OPT:N:ERRNO[,...], KTLS_FAULT_PORT=P; see test/vm/README).
+FAULT_SHIM_GUEST = "/root/ktls-fault.so"
+
+
+def fault_shim_put():
+    """(host path, guest path) --put pair for the build's ktls-fault.so."""
+    from conftest import BUILDDIR
+    path = os.path.join(BUILDDIR, "test", "fault", ".libs", "ktls-fault.so")
+    if not os.path.isfile(path):
+        raise AssertionError("%s is not built: run scripts/build.sh" % path)
+    return (path, FAULT_SHIM_GUEST)
+
+
+def run_guest_script(tmp, script, kernel, timeout=600, puts=()):
+    """Boot once and run SCRIPT (dash) as /root/guest.sh with a fresh
+    certificate in /root/certs (cert.pem, key.pem) and PUTS; returns the
+    VMResult (VMProcess.wait() fails the test on a platform failure)."""
+    from helpers import make_cert
+    certs = os.path.join(str(tmp), "certs")
+    os.makedirs(certs, exist_ok=True)
+    make_cert(certs)
+    path = os.path.join(str(tmp), "guest.sh")
+    with open(path, "w") as f:
+        f.write(script)
+    p = VMProcess("sh /root/guest.sh", kernel=kernel, timeout=timeout,
+                  puts=[(certs, "/root/certs"), (path, "/root/guest.sh")] + list(puts))
+    try:
+        return p.wait()
+    finally:
+        p.kill()
+
+
+def tagged_lines(text, json_kinds=(), text_kinds=()):
+    """{(KIND, NAME): [value, ...]} from guest lines "KIND NAME REST": REST
+    parsed as JSON for json_kinds, kept as text for text_kinds; other
+    lines are ignored."""
+    res = {}
+    for line in text.splitlines():
+        parts = line.split(" ", 2)
+        if len(parts) < 3 or parts[0] not in json_kinds + text_kinds:
+            continue
+        kind, name, rest = parts
+        res.setdefault((kind, name), []).append(
+            json.loads(rest) if kind in json_kinds else rest)
+    return res
