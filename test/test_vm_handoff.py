@@ -8,13 +8,12 @@ KeyUpdate and a TX re-key.  Peers: ktls-client --handoff, and stock
 gnutls-cli (^rekey^ / ^rekey1^) and openssl s_client (k / K).  The
 kernel's counters in /proc/net/tls_stat prove every re-key."""
 
-import hashlib
 import json
 
 import pytest
 
-from conftest import VMProcess
-from helpers import GUEST_PROVIDER_CONF, make_cert
+from helpers import GUEST_PROVIDER_CONF
+from vm_helpers import run_guest_script
 
 pytestmark = pytest.mark.vm
 
@@ -128,18 +127,7 @@ def parse(out):
 
 @pytest.fixture(scope="module")
 def guest(vm_platform, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("handoff")
-    certs = tmp / "certs"
-    certs.mkdir()
-    make_cert(str(certs))
-    script = tmp / "guest.sh"
-    script.write_text(GUEST)
-    p = VMProcess("sh /root/guest.sh", kernel=KERNEL, timeout=900,
-                  puts=[(str(certs), "/root/certs"), (str(script), "/root/guest.sh")])
-    try:
-        r = p.wait()
-    finally:
-        p.kill()
+    r = run_guest_script(tmp_path_factory.mktemp("handoff"), GUEST, KERNEL, timeout=900)
     assert r[0] == 0, r.stdout[-3000:] + r.stderr[-3000:]
     res = parse(r.stdout)
     res["_text"] = r.stdout + r.stderr
@@ -275,18 +263,8 @@ done
 
 @pytest.fixture(scope="module")
 def guest61(vm_platform, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("handoff61")
-    certs = tmp / "certs"
-    certs.mkdir()
-    make_cert(str(certs))
-    script = tmp / "guest.sh"
-    script.write_text(GUEST_61)
-    p = VMProcess("sh /root/guest.sh", kernel="debian-6.1", timeout=300,
-                  puts=[(str(certs), "/root/certs"), (str(script), "/root/guest.sh")])
-    try:
-        r = p.wait()
-    finally:
-        p.kill()
+    r = run_guest_script(tmp_path_factory.mktemp("handoff61"), GUEST_61, "debian-6.1",
+                         timeout=300)
     assert r[0] == 0, r.stdout[-3000:] + r.stderr[-3000:]
     res = {}
     for line in r.stdout.splitlines():

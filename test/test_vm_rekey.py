@@ -12,8 +12,8 @@ import json
 
 import pytest
 
-from conftest import VMProcess
-from helpers import GUEST_PROVIDER_CONF, make_cert
+from helpers import GUEST_PROVIDER_CONF
+from vm_helpers import run_guest_script
 
 pytestmark = pytest.mark.vm
 
@@ -80,18 +80,7 @@ def parse(out):
 @pytest.fixture(scope="module")
 def guest(vm_platform, tmp_path_factory):
     """One boot for the whole module: the three runs and their counters."""
-    tmp = tmp_path_factory.mktemp("rekey")
-    certs = tmp / "certs"
-    certs.mkdir()
-    make_cert(str(certs))
-    script = tmp / "guest.sh"
-    script.write_text(GUEST)
-    p = VMProcess("sh /root/guest.sh", kernel=KERNEL, timeout=600,
-                  puts=[(str(certs), "/root/certs"), (str(script), "/root/guest.sh")])
-    try:
-        r = p.wait()
-    finally:
-        p.kill()
+    r = run_guest_script(tmp_path_factory.mktemp("rekey"), GUEST, KERNEL, timeout=600)
     assert r[0] == 0, r.stdout + r.stderr
     assert "failed" not in r.stdout, r.stdout + r.stderr
     return parse(r.stdout)
