@@ -17,6 +17,11 @@ ephemeral ports) is never hit.
      TLS 1.2 the second direction attaches the ULP again and gets the kernel
   e  the server's first TLS_TX install fails: the port filter also matches
      an accepted socket (local port)
+  f  hand-off, prestage = off: setting TLS_RX again after the server's 2nd
+     KeyUpdate fails (EIO): the client sends a fatal internal_error alert
+     (its TX still works) and what it got is an exact prefix
+  g  hand-off: staging the next receive key fails once (ENOMEM): that
+     KeyUpdate goes through EKEYEXPIRED and TLS_RX; the connection survives
 One boot; each case's tls_stat is read before and after."""
 
 import hashlib
@@ -46,7 +51,7 @@ run() {
     stats $1.before
     OPENSSL_CONF=$2 LD_PRELOAD=${4:+@SHIM@} KTLS_FAULT=$4 KTLS_FAULT_PORT=@PORT@ \
         ktls-serve --cert certs/cert.pem --key certs/key.pem --port @PORT@ \
-        --echo --json --max-conns 1 > $1.serve 2> $1.serr &
+        --echo --json --max-conns 1 $6 > $1.serve 2> $1.serr &
     waitport @PORT@
     rc=0
     OPENSSL_CONF=$2 LD_PRELOAD=${3:+@SHIM@} KTLS_FAULT=$3 KTLS_FAULT_PORT=@PORT@ \
@@ -69,6 +74,11 @@ run c /dev/null TLS_TX:1:EINVAL "" "$T13"
 run d /dev/null TCP_ULP:1:ENOPROTOOPT "" "$T13"
 run d12 /dev/null TCP_ULP:1:ENOPROTOOPT "" "--tls1_2 --bytes @BYTES@"
 run e /dev/null "" TLS_TX:1:EINVAL "$T13"
+# receive side, hand-off mode: the server sends a KeyUpdate every 16 records
+H13="--tls1_3 --bytes @BYTES@ --handoff"
+HS="--handoff --keyupdate-every @KU@"
+run f /root/setagain.cnf TLS_RX:3:EIO "" "$H13" "$HS"
+run g /dev/null TLS_RX_NEXT:2:ENOMEM "" "$H13" "$HS"
 echo "DONE - {}"
 """
 
@@ -262,3 +272,39 @@ def test_server_side_fault_by_local_port(guest, clean):
     assert st["mode"] == "userspace" and st["reason_code"] == "kernel-refused", st
     assert e.tx["mode"] == "kernel-sw" and e.tx["rekeys"] == KEYUPDATES
     assert e.delta["TlsTxSw"] == clean.delta["TlsTxSw"] - 1
+
+
+def test_receive_rekey_fault_sends_an_alert(guest):
+    """f: TLS_RX call #3 (#1 is the hand-off's install, #2 the first
+    re-key) fails: reason rekey-failed on the client's receive side, a
+    fatal internal_error alert to the server, prefixes intact."""
+    f = Case(guest, "f")
+    c = f.client
+    f.injected("EIO", "TLS_RX", 3)
+    assert c["handoff"] is True and f.server["handoff"] is True
+    assert f.rc == 1 and c["ok"] is False
+    assert f.rx["reason_code"] == "rekey-failed" and f.rx["errno"] == "EIO", f.rx
+    assert f.rx["rekeys"] == 1 and f.rx["key_expired"] == 2
+    sent = app_fill(c["bytes_sent"])
+    assert 0 < c["bytes_received"] < BYTES
+    assert c["sha256_received"] == prefix_sha256(sent, c["bytes_received"])
+    assert f.out_size == c["bytes_received"]
+    srx = f.server["status"]["rx"]
+    assert srx["reason_code"] == "peer-closed" and srx["detail"].startswith("alert 80 (level 2)")
+    assert f.delta["TlsRxRekeyOk"] == 1 and f.delta["TlsRxRekeyError"] == 0
+
+
+def test_failed_receive_stage_falls_back_to_set_again(guest):
+    """g: TLS_RX_NEXT call #2 (the stage after the first switch) fails:
+    the next KeyUpdate is answered EKEYEXPIRED and TLS_RX is set; every
+    later one is a staged switch again."""
+    g = Case(guest, "g")
+    g.injected("ENOMEM", "TLS_RX_NEXT", 2)
+    assert len(g.faults()) == 1
+    g.transfer_ok()
+    assert g.client["handoff"] is True
+    kus = g.server["keyupdates_sent"]
+    assert kus == (RECORDS) // KU_EVERY or kus == (RECORDS - 1) // KU_EVERY
+    assert g.rx["keyupdates"] == g.rx["rekeys"] == kus
+    assert g.rx["staged_switches"] == kus - 1 and g.rx["key_expired"] == 1
+    assert g.delta["TlsRxRekeyOk"] == 1 and g.delta["TlsRxStagedSwitch"] == kus - 1
