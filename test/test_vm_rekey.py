@@ -62,6 +62,25 @@ long() {
 }
 long long-staged ""
 long long-setagain /root/setagain.cnf
+# stock gnutls-cli: ^rekey^ asks ktls-serve (transparent mode) to update too
+: > g.in
+for i in $(seq 1 30); do
+    echo '^rekey^' >> g.in
+    for j in $(seq 1 20); do echo "gnutls $i.$j abcdefghijklmnopqrstuvwxyz0123456789" >> g.in; done
+done
+grep -v '^^rekey' g.in > g.expect
+stats gnutls.before
+ktls-serve --cert certs/cert.pem --key certs/key.pem --port 4433 --echo --json \
+    --max-conns 1 > gnutls.serve 2> gnutls.err &
+sleep 1
+# (slowly: GnuTLS ends a connection that gets more than 8 KeyUpdates in a
+# second, "Too many handshake packets", and each ^rekey^ brings one back)
+(while read -r line; do echo "$line"; case $line in ^rekey*) sleep 0.2;; esac; done < g.in; sleep 3) |
+    gnutls-cli --logfile g.log --insecure --inline-commands -p 4433 127.0.0.1 > g.out 2> g.err || true
+wait
+stats gnutls.after
+sed "s/^/SERVE gnutls /" gnutls.serve
+echo "GNUTLS gnutls {\"expect\":\"$(sha256sum < g.expect | cut -d' ' -f1)\",\"got\":\"$(sha256sum < g.out | cut -d' ' -f1)\",\"rekeys\":$(grep -c '^\^rekey' g.in),\"expect_size\":$(wc -c < g.expect),\"got_size\":$(wc -c < g.out),\"log\":\"$(tr -d '\"' < g.log | tr '\n' '|' | tail -c 300)\"}"
 """
 
 
@@ -72,7 +91,7 @@ def parse(out):
         if len(parts) < 3:
             continue
         kind, name, rest = parts
-        if kind in ("PROBE", "STAT", "CLIENT1", "CLIENT2", "SERVE"):
+        if kind in ("PROBE", "STAT", "CLIENT1", "CLIENT2", "SERVE", "GNUTLS"):
             res.setdefault((kind, name), []).append(json.loads(rest))
     return res
 
@@ -188,3 +207,19 @@ def test_thousand_keyupdates_each_way_over_64mib(guest, name, staged):
         assert delta["TlsTxStagedSwitch"] == 2 * n and delta["TlsTxRekeyOk"] == 2
     else:
         assert delta["TlsTxStagedSwitch"] == 0 and delta["TlsTxRekeyOk"] == 2 + 2 * n
+
+
+def test_stock_gnutls_rekey_requests_rekey_our_kernel_tx(guest):
+    """gnutls-cli ^rekey^ (KeyUpdate with update_requested) against
+    ktls-serve in transparent mode: libssl answers each with its KeyUpdate,
+    and the bridge moves the kernel's TX key (staged switch) every time."""
+    g = guest[("GNUTLS", "gnutls")][0]
+    s = guest[("SERVE", "gnutls")][0]
+    before = guest[("STAT", "gnutls.before")][0]
+    after = guest[("STAT", "gnutls.after")][0]
+    print("\n[vm_rekey] gnutls: %s, server tx %s" % (g, s["status"]["tx"]))
+    assert g["got"] == g["expect"] and s["sha256_in"] == g["expect"]
+    tx = s["status"]["tx"]
+    assert tx["mode"] == "kernel-sw" and tx["tls"] == "1.3"
+    assert tx["keyupdates"] == tx["rekeys"] == tx["staged_switches"] == g["rekeys"] == 30
+    assert after["TlsTxStagedSwitch"] - before["TlsTxStagedSwitch"] == 30
