@@ -175,13 +175,13 @@ static int kernel_tx_seq(struct ktls_conn *c, uint64_t *seq)
 	else
 		ret = ktls_keyblock_from_info(&kb, info, len);
 	OPENSSL_cleanse(info, sizeof(info));
-	if (ret)
-		return ret;
-	*seq = 0;
-	for (size_t i = 0; i < KTLS_SEQ_SIZE; i++)
-		*seq = *seq << 8 | kb.seq[i];
+	if (!ret) {
+		*seq = 0;
+		for (size_t i = 0; i < KTLS_SEQ_SIZE; i++)
+			*seq = *seq << 8 | kb.seq[i];
+	}
 	ktls_keyblock_wipe(&kb);
-	return 0;
+	return ret;
 }
 
 static uint64_t record_limit(const struct ktls_conn *c)
