@@ -55,6 +55,16 @@ if [ "$print_only" = 0 ] && command -v flock >/dev/null; then
 	flock 9 || die "cannot lock $cache/.lock"
 fi
 
+# The tools kbuild and headers_install run (scripts/deps.sh installs them).
+if [ "$print_only" = 0 ]; then
+	need=
+	for t in make gcc flex bison bc perl rsync; do
+		command -v "$t" >/dev/null || need="$need $t"
+	done
+	[ -z "$need" ] || die "missing build tools:$need (run scripts/deps.sh,"\
+" or apt-get install build-essential flex bison bc libelf-dev rsync)"
+fi
+
 pkg_version() {
 	dpkg-query -W -f='${Version}' "$PKG" 2>/dev/null || true
 }

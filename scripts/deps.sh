@@ -8,7 +8,7 @@ PKGS=(
 	libssl-dev liburing-dev linux-libc-dev openssl gnutls-bin
 	python3 python3-pytest valgrind groff-base strace iproute2
 	qemu-system-x86 busybox-static cpio xz-utils kmod dash
-	linux-source-6.12 bc flex bison libelf-dev
+	linux-source-6.12 bc flex bison libelf-dev rsync
 )
 
 missing=()
