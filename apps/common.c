@@ -97,9 +97,16 @@ static void print_dir(FILE *f, const char *who, const char *dir, const struct kt
 		fprintf(f, " %s TLS %s", d->cipher->name, d->version == KTLS_TLS13 ? "1.3" : "1.2");
 	if (d->reason != KTLS_R_NONE)
 		fprintf(f, " - %s [%s]", ktls_reason_str(d->reason), d->detail);
-	fprintf(f, "; %llu records, %llu bytes, %llu KeyUpdates, %llu kernel re-keys\n",
-		(unsigned long long)d->records, (unsigned long long)d->bytes,
-		(unsigned long long)d->keyupdates, (unsigned long long)d->rekeys);
+	fprintf(f, "; %llu records, %llu bytes", (unsigned long long)d->records,
+		(unsigned long long)d->bytes);
+	if (d->mode == KTLS_MODE_USERSPACE) {
+		/* The bridge carries ciphertext here: libssl runs the KeyUpdates. */
+		fprintf(f, " (libssl's records)\n");
+		return;
+	}
+	fprintf(f, ", %llu KeyUpdates, %llu kernel re-keys (%llu to a staged key)\n",
+		(unsigned long long)d->keyupdates, (unsigned long long)d->rekeys,
+		(unsigned long long)d->staged_switches);
 }
 
 void app_print_status(FILE *f, const char *who, SSL *ssl)
