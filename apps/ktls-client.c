@@ -497,12 +497,12 @@ int main(int argc, char **argv)
 		printf("{\"ok\":%s,\"error\":\"%s\",\"protocol\":\"%s\",\"cipher\":\"%s\","
 		       "\"bytes_sent\":%llu,\"bytes_received\":%llu,\"sha256_sent\":\"%s\","
 		       "\"sha256_received\":\"%s\",\"keyupdates_sent\":%llu,\"handoff\":%s,"
-		       "\"kernel_conf\":%s,\"status\":%s}\n",
+		       "\"kernel_conf\":%s,\"openssl\":\"%s\",\"status\":%s}\n",
 		       rc ? "false" : "true", rc ? (x.error ? x.error : "hash mismatch") : "",
 		       SSL_get_version(ssl), SSL_get_cipher_name(ssl),
 		       (unsigned long long)x.sent, (unsigned long long)x.recvd, out_hex, in_hex,
 		       (unsigned long long)x.kus, handed_off ? "true" : "false", diag,
-		       app_status_json(ssl));
+		       OpenSSL_version(OPENSSL_VERSION), app_status_json(ssl));
 	} else {
 		fprintf(stderr, "%s: %s %s: sent %llu bytes (sha256 %s), received %llu (sha256 %s), "
 				"%llu KeyUpdates sent: %s\n",

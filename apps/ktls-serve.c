@@ -294,11 +294,12 @@ static void handle(SSL_CTX *ctx, int cfd, const struct serve_opts *o, long id)
 	if (o->json)
 		printf("{\"conn\":%ld,\"ok\":%s,\"protocol\":\"%s\",\"cipher\":\"%s\","
 		       "\"bytes\":%llu,\"sha256_in\":\"%s\",\"keyupdates_sent\":%llu,"
-		       "\"sendfile\":%s,\"handoff\":%s,\"kernel_conf\":%s,\"status\":%s}\n",
+		       "\"sendfile\":%s,\"handoff\":%s,\"kernel_conf\":%s,\"openssl\":\"%s\","
+		       "\"status\":%s}\n",
 		       id, ok ? "false" : "true", SSL_get_version(ssl), SSL_get_cipher_name(ssl),
 		       (unsigned long long)total, o->root ? "" : hex, (unsigned long long)kus,
 		       sendfile_used ? "true" : "false", handed_off ? "true" : "false", diag,
-		       app_status_json(ssl));
+		       OpenSSL_version(OPENSSL_VERSION), app_status_json(ssl));
 	fflush(stdout);
 out:
 	ERR_clear_error();
