@@ -170,15 +170,18 @@ static void account_wire(struct ktls_dir *d, const uint8_t *p, size_t n)
 
 ssize_t ktls_send_ctrl(struct ktls_conn *c, int type, const void *buf, size_t len)
 {
-	char cbuf[CMSG_SPACE(sizeof(unsigned char))];
+	union {		/* aligned for struct cmsghdr */
+		char b[CMSG_SPACE(sizeof(unsigned char))];
+		struct cmsghdr align;
+	} cbuf;
 	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
 	struct msghdr msg = {
 		.msg_iov = &iov, .msg_iovlen = 1,
-		.msg_control = cbuf, .msg_controllen = sizeof(cbuf),
+		.msg_control = cbuf.b, .msg_controllen = sizeof(cbuf.b),
 	};
 	struct cmsghdr *cm;
 
-	memset(cbuf, 0, sizeof(cbuf));
+	memset(cbuf.b, 0, sizeof(cbuf.b));
 	cm = CMSG_FIRSTHDR(&msg);
 	cm->cmsg_level = SOL_TLS;
 	cm->cmsg_type = TLS_SET_RECORD_TYPE;
@@ -207,38 +210,50 @@ static int bridge_write(BIO *b, const char *in, int inl)
 		if (n > 0)
 			account_wire(&c->tx, (const uint8_t *)in, (size_t)n);
 	} else if (c->ctrl_type) {
-		int nku = 0;
-
-		if (c->ctrl_type == KTLS_CT_HANDSHAKE && c->tx.st.version == KTLS_TLS13) {
-			nku = ktls_hs_count_keyupdates((const uint8_t *)in, (size_t)inl, NULL);
-			if (nku < 0)
-				nku = 0;
-		}
-		if (nku && !ktls_probe_basic()->rekey) {
-			/* The kernel would keep the old key after we announce a new
-			 * one: end the connection with an alert under the old key. */
-			static const uint8_t alert[2] = { 2, 80 };	/* fatal, internal_error */
-
-			ktls_send_ctrl(c, KTLS_CT_ALERT, alert, sizeof(alert));
-			refuse(&c->tx, KTLS_R_REKEY_FAILED, ktls_probe_basic()->rekey_err,
-			       "TLS_TX re-key");
-			c->tx.st.mode = KTLS_MODE_KERNEL_SW;
-			c->dead = true;
-			errno = c->tx.st.err ? c->tx.st.err : EOPNOTSUPP;
-			return -1;
-		}
 		bool hs = c->ctrl_type == KTLS_CT_HANDSHAKE && c->tx.st.version == KTLS_TLS13;
 
-		if (hs)
-			ktls_tx_before_handshake(c);
+		if (!c->ctrl_sent) {	/* the record's first byte */
+			c->ctrl_nku = 0;
+			if (hs) {
+				int nku = ktls_hs_count_keyupdates((const uint8_t *)in,
+								   (size_t)inl, NULL);
+
+				c->ctrl_nku = nku > 0 ? nku : 0;
+			}
+			if (c->ctrl_nku && !ktls_probe_basic()->rekey) {
+				/* The kernel would keep the old key after we announce
+				 * a new one: end the connection with an alert under
+				 * the old key instead. */
+				static const uint8_t alert[2] = { 2, 80 };	/* fatal, internal_error */
+
+				ktls_send_ctrl(c, KTLS_CT_ALERT, alert, sizeof(alert));
+				refuse(&c->tx, KTLS_R_REKEY_FAILED, ktls_probe_basic()->rekey_err,
+				       "TLS_TX re-key");
+				c->tx.st.mode = KTLS_MODE_KERNEL_SW;
+				c->dead = true;
+				errno = c->tx.st.err ? c->tx.st.err : EOPNOTSUPP;
+				return -1;
+			}
+			if (hs)
+				ktls_tx_before_handshake(c);
+		}
 		n = ktls_send_ctrl(c, c->ctrl_type, in, (size_t)inl);
 		if (n >= 0) {
-			n = inl;
+			c->tx.st.bytes += (uint64_t)n;
+			c->ctrl_sent += (size_t)n;
+			/* A non-blocking socket short of memory can take part of
+			 * the record: libssl writes the rest with the same type,
+			 * and the record (and its KeyUpdates) counts once the
+			 * last byte is out. */
+			if (n < inl)
+				return (int)n;
 			c->ctrl_type = 0;
+			c->ctrl_sent = 0;
 			c->tx.st.records++;
-			c->tx.st.bytes += (uint64_t)inl;
-			c->tx.st.keyupdates += (uint64_t)nku;
-			if (hs && ktls_tx_after_handshake(c, nku))
+			c->tx.st.keyupdates += (uint64_t)c->ctrl_nku;
+			for (int i = 0; c->tx.lib_behind && i < c->ctrl_nku; i++)
+				ktls_secret_next(&c->tx.lib);
+			if (hs && ktls_tx_after_handshake(c, c->ctrl_nku))
 				return -1;
 		}
 	} else {
@@ -364,6 +379,7 @@ static long bridge_ctrl(BIO *b, int cmd, long larg, void *ptr)
 		return 1;
 	case BIO_CTRL_CLEAR_KTLS_TX_CTRL_MSG:
 		c->ctrl_type = 0;
+		c->ctrl_sent = 0;
 		return 1;
 	case BIO_CTRL_SET_KTLS_TX_ZEROCOPY_SENDFILE:
 		if (!offloaded(&c->tx) || !c->policy.zerocopy_sendfile)
@@ -395,6 +411,7 @@ static int bridge_destroy(BIO *b)
 	if (c->close_flag && c->fd >= 0)
 		close(c->fd);
 	ktls_secret_wipe(&c->tx.secret);
+	ktls_secret_wipe(&c->tx.lib);
 	ktls_secret_wipe(&c->rx.secret);
 	if (c->rbuf) {
 		OPENSSL_cleanse(c->rbuf, KTLS_REC_HDR + KTLS_REC_MAX);

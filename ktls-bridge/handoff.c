@@ -142,6 +142,24 @@ static int send_keyupdate(struct ktls_conn *c, bool requested)
 	return ktls_tx_after_handshake(c, 1);
 }
 
+static bool again(int ret)
+{
+	return ret == -EAGAIN || ret == -EWOULDBLOCK || ret == -EINTR;
+}
+
+/* The reply a peer's update_requested is owed goes before our next data. */
+static int pay_keyupdate(struct ktls_conn *c)
+{
+	int ret;
+
+	if (!c->ku_owed)
+		return 0;
+	ret = send_keyupdate(c, false);
+	if (!ret)
+		c->ku_owed = false;
+	return ret;
+}
+
 static int handshake_record(struct ktls_conn *c, const uint8_t *p, size_t len)
 {
 	struct ktls_hs_seen seen;
@@ -157,8 +175,12 @@ static int handshake_record(struct ktls_conn *c, const uint8_t *p, size_t len)
 	if (seen.tickets && SSL_is_server(c->ssl))
 		return fatal(c, ALERT_UNEXPECTED_MESSAGE, "ticket from a client");
 	c->tickets += (uint64_t)seen.tickets;
-	/* update_requested: ours goes out before any more data */
-	return seen.requested ? send_keyupdate(c, false) : 0;
+	/* update_requested: ours goes out before any more data (on a full
+	 * non-blocking socket, with the next send, receive or KeyUpdate) */
+	if (seen.requested)
+		c->ku_owed = true;
+	ret = pay_keyupdate(c);
+	return again(ret) ? 0 : ret;
 }
 
 int ktls_conn_control(SSL *ssl, int type, const void *rec, size_t len)
@@ -174,8 +196,8 @@ int ktls_conn_control(SSL *ssl, int type, const void *rec, size_t len)
 			return fatal(c, ALERT_UNEXPECTED_MESSAGE, "TLS 1.2 renegotiation");
 		return handshake_record(c, p, len);
 	case KTLS_CT_ALERT:
-		if (len != 2)
-			return fatal(c, ALERT_UNEXPECTED_MESSAGE, "malformed alert");
+		if (len != 2)	/* decode_error: a message of the wrong length */
+			return fatal(c, 50, "malformed alert");
 		if (p[1] == ALERT_CLOSE_NOTIFY) {
 			ktls_conn_shutdown(ssl);
 			ktls_dir_note(&c->rx, KTLS_R_PEER_CLOSED, 0, "close_notify");
@@ -235,6 +257,9 @@ ssize_t ktls_conn_recv(SSL *ssl, void *buf, size_t len)
 			return -(c->rx.st.err ? c->rx.st.err : EPIPE);
 		if (c->eof)
 			return 0;
+		ret = pay_keyupdate(c);
+		if (ret && !again(ret))
+			return ret;
 		/* a control record must come whole: small buffers go through ours */
 		if (len < KTLS_REC_MAX) {
 			if (!c->rbuf && !(c->rbuf = malloc(KTLS_REC_HDR + KTLS_REC_MAX)))
@@ -275,6 +300,9 @@ ssize_t ktls_conn_send(SSL *ssl, const void *buf, size_t len)
 		return -EINVAL;
 	if (c->dead || c->closed)
 		return -EPIPE;
+	n = pay_keyupdate(c);
+	if (n)
+		return n;
 	if (ktls_tx_maybe_keyupdate(c))
 		return -errno;
 	n = send(c->fd, buf, len, MSG_NOSIGNAL);
@@ -289,12 +317,14 @@ ssize_t ktls_conn_send(SSL *ssl, const void *buf, size_t len)
 int ktls_conn_keyupdate(SSL *ssl, int requested)
 {
 	struct ktls_conn *c = conn_of(ssl);
+	int ret;
 
 	if (!c || !c->handoff || (requested != 0 && requested != 1))
 		return -EINVAL;
 	if (c->dead || c->closed)
 		return -EPIPE;
-	return send_keyupdate(c, requested);
+	ret = pay_keyupdate(c);
+	return ret ? ret : send_keyupdate(c, requested);
 }
 
 int ktls_conn_shutdown(SSL *ssl)

@@ -94,9 +94,15 @@ struct ktls_dir {
 	uint8_t hdr[KTLS_REC_HDR];
 	size_t hdr_have;
 	struct ktls_secret secret;	/* TLS 1.3: generation the kernel holds */
+	/* TX: the generation libssl believes in, once the bridge sent
+	 * KeyUpdates of its own (libssl 3.2+ offers keys again on its own
+	 * KeyUpdates, counted from there) */
+	struct ktls_secret lib;
+	bool lib_behind;
 	bool staged;		/* generation secret.gen + 1 is staged (TLS_*_NEXT) */
 	uint64_t since_ku;	/* records since the last re-key (estimate) */
 	unsigned int writes;	/* writes since the kernel's counter was read */
+	bool no_proactive;	/* TX: the record limit passed, the kernel cannot re-key */
 	bool restage_due;	/* RX: stage the next key once data flows again */
 	uint8_t last_type;	/* RX: type of the last record read */
 	struct ktls_hs_walk walk;	/* RX: handshake messages across records */
@@ -111,6 +117,8 @@ struct ktls_conn {
 	bool eof;
 	bool dead;		/* a failed re-key ended the connection */
 	int ctrl_type;		/* record type of the next write (ctrl 74), 0 none */
+	size_t ctrl_sent;	/* bytes of that record the kernel took so far */
+	int ctrl_nku;		/* KeyUpdates in that record */
 	struct ktls_policy policy;
 	struct ktls_dir tx, rx;
 	/* receive: the rest of a kernel record libssl has not taken yet */
@@ -121,6 +129,7 @@ struct ktls_conn {
 	uint64_t rx_app_base;	/* RX records read when it finished */
 	bool handoff;		/* the application owns the data path now */
 	bool closed;		/* close_notify sent */
+	bool ku_owed;		/* hand-off: the reply to update_requested waits for room */
 	uint64_t tickets;	/* NewSessionTickets consumed after a hand-off */
 };
 

@@ -234,6 +234,18 @@ int ktls_key_reoffered(struct ktls_conn *c, bool tx, const struct ktls_keyblock 
 				"re-offered key (no key-log secret to check it)");
 		return 0;
 	}
+	if (tx && d->lib_behind) {
+		/* libssl offers its own count of generations, behind ours by
+		 * the KeyUpdates the bridge sent itself: check against that */
+		ret = ktls_secret_keyblock(&d->lib, d->st.cipher, &cur);
+		which = !ret && same_keys(kb, &cur) ? 1 : 0;
+		ktls_keyblock_wipe(&cur);
+		if (which)
+			return 1;
+		ktls_conn_fatal(c, tx, KTLS_R_KEY_MISMATCH, ret ? -ret : 0,
+				ALERT_INTERNAL_ERROR, "TLS_TX re-offer");
+		return 0;
+	}
 	ret = ktls_secret_keyblock(&d->secret, d->st.cipher, &cur);
 	if (!ret)
 		ret = ktls_secret_peek_next(&d->secret, d->st.cipher, &next);
@@ -255,11 +267,14 @@ int ktls_key_reoffered(struct ktls_conn *c, bool tx, const struct ktls_keyblock 
 ssize_t ktls_rx_record(struct ktls_conn *c, void *buf, size_t cap, uint8_t *type, bool run_hs)
 {
 	struct ktls_hs_seen seen;
-	char cbuf[CMSG_SPACE(sizeof(unsigned char))];
+	union {		/* aligned for struct cmsghdr */
+		char b[CMSG_SPACE(sizeof(unsigned char))];
+		struct cmsghdr align;
+	} cbuf;
 	struct iovec iov = { .iov_base = buf, .iov_len = cap < KTLS_REC_MAX ? cap : KTLS_REC_MAX };
 	struct msghdr msg = {
 		.msg_iov = &iov, .msg_iovlen = 1,
-		.msg_control = cbuf, .msg_controllen = sizeof(cbuf),
+		.msg_control = cbuf.b, .msg_controllen = sizeof(cbuf.b),
 	};
 	struct cmsghdr *cm;
 	ssize_t n;
@@ -273,7 +288,7 @@ ssize_t ktls_rx_record(struct ktls_conn *c, void *buf, size_t cap, uint8_t *type
 			c->rx.st.key_expired++;
 			if (ktls_rx_key_expired(c))
 				return -1;
-			msg.msg_controllen = sizeof(cbuf);
+			msg.msg_controllen = sizeof(cbuf.b);
 			continue;
 		}
 		break;
@@ -282,7 +297,8 @@ ssize_t ktls_rx_record(struct ktls_conn *c, void *buf, size_t cap, uint8_t *type
 		return n;
 	*type = KTLS_CT_APPDATA;
 	for (cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm))
-		if (cm->cmsg_level == SOL_TLS && cm->cmsg_type == TLS_GET_RECORD_TYPE)
+		if (cm->cmsg_level == SOL_TLS && cm->cmsg_type == TLS_GET_RECORD_TYPE &&
+		    cm->cmsg_len >= CMSG_LEN(sizeof(unsigned char)))
 			*type = *CMSG_DATA(cm);
 	c->rx.last_type = *type;
 	if (*type != KTLS_CT_HANDSHAKE && c->rx.walk.have) {

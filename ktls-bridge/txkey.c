@@ -201,7 +201,7 @@ int ktls_tx_maybe_keyupdate(struct ktls_conn *c)
 	uint64_t limit = record_limit(c), seq;
 	ssize_t n;
 
-	if (d->st.version != KTLS_TLS13 || !limit)
+	if (d->st.version != KTLS_TLS13 || !limit || d->no_proactive)
 		return 0;
 	if (d->since_ku < limit && ++d->writes < KERNEL_SEQ_EVERY)
 		return 0;
@@ -210,6 +210,19 @@ int ktls_tx_maybe_keyupdate(struct ktls_conn *c)
 		d->since_ku = seq;	/* the kernel's count wins over ours */
 	if (d->since_ku < limit)
 		return 0;
+	if (!ktls_probe_basic()->rekey || !d->secret.len) {
+		/* The kernel could not follow a KeyUpdate: RFC 8446 5.5 asks
+		 * for one (SHOULD), but going on beats ending the connection. */
+		ktls_trace("fd %d at the record limit and cannot re-key (%s)", c->fd,
+			   d->secret.len ? "kernel" : "no key-log secret");
+		d->no_proactive = true;
+		return 0;
+	}
+	if (!d->lib_behind) {
+		/* from here libssl's own KeyUpdates count from this generation */
+		d->lib = d->secret;
+		d->lib_behind = true;
+	}
 	ktls_tx_before_handshake(c);
 	n = ktls_send_ctrl(c, KTLS_CT_HANDSHAKE, ku, sizeof(ku));
 	if (n < 0)

@@ -25,6 +25,8 @@
 
 static struct {
 	int ulp_err, tx_err, rx_err, rekey_err, prestage_err;
+	size_t short_ctrl;	/* FAULT: the next control record sendmsg takes this many bytes */
+	int ctrl_err;		/* FAULT: the next control record sendmsg fails so */
 	int tx_sets[1024], rx_sets[1024];
 	uint8_t last_tx[KTLS_MAX_INFO];
 	int ctrl_type[16];
@@ -121,7 +123,20 @@ static ssize_t fake_sendmsg(int fd, const struct msghdr *msg, int flags)
 {
 	struct cmsghdr *cm = CMSG_FIRSTHDR((struct msghdr *)msg);
 	struct msghdr plain = *msg;
+	struct iovec iov = msg->msg_iov[0];
 
+	if (cm && cm->cmsg_level == SOL_TLS && F.ctrl_err) {
+		errno = F.ctrl_err;
+		F.ctrl_err = 0;
+		return -1;
+	}
+	if (cm && cm->cmsg_level == SOL_TLS && F.short_ctrl && F.short_ctrl < iov.iov_len) {
+		iov.iov_len = F.short_ctrl;	/* a short write, as under memory pressure */
+		F.short_ctrl = 0;
+		plain.msg_iov = &iov;
+		plain.msg_iovlen = 1;
+		msg = &plain;
+	}
 	if (cm && cm->cmsg_level == SOL_TLS && F.nctrl < 16) {
 		F.ctrl_type[F.nctrl] = *CMSG_DATA(cm);
 		F.ctrl_len[F.nctrl] = msg->msg_iov[0].iov_len;
@@ -514,6 +529,21 @@ static void case_policy(void)
 	expect_policy(NULL, "AES-128-GCM", KTLS_TLS13, true, 1, KTLS_R_NONE);
 }
 
+/* A fake kernel that re-keys (no staging), TX TLS 1.3 offered with s0. */
+static BIO *rekey_bridge(int *a, int *b, const uint8_t *s0)
+{
+	BIO *bio;
+
+	fake_reset();
+	F.rekey_err = 0;
+	fake_probe();
+	tcp_pair(a, b);
+	bio = bridge(*a, NULL);
+	CHECK_EQ(offer(bio, "AES-128-GCM", KTLS_TLS13, true), 1);
+	ktls_secret_set(&conn(bio)->tx.secret, s0, 32, "SHA256");
+	return bio;
+}
+
 static void case_keyupdate(void)
 {
 	static const uint8_t ku[] = { 24, 0, 0, 1, 1 };
@@ -568,19 +598,39 @@ static void case_keyupdate(void)
 	close(b);
 
 	/* re-key refused by the kernel after the KeyUpdate went out */
-	fake_reset();
-	F.rekey_err = 0;
-	fake_probe();
-	tcp_pair(&a, &b);
-	bio = bridge(a, NULL);
-	CHECK_EQ(offer(bio, "AES-128-GCM", KTLS_TLS13, true), 1);
-	ktls_secret_set(&conn(bio)->tx.secret, s0, 32, "SHA256");
+	bio = rekey_bridge(&a, &b, s0);
 	F.rekey_err = ENOMEM;	/* FAULT: the second TLS_TX fails */
 	CHECK_EQ(BIO_ctrl(bio, 74, KTLS_CT_HANDSHAKE, NULL), 1);
 	CHECK_EQ(BIO_write(bio, ku, sizeof(ku)), -1);
 	CHECK_EQ(conn(bio)->tx.st.reason, KTLS_R_REKEY_FAILED);
 	CHECK_EQ(conn(bio)->tx.st.err, ENOMEM);
 	CHECK_EQ(BIO_write(bio, "data", 4), -1);
+	BIO_free(bio);
+	close(a);
+	close(b);
+
+	/* FAULT: the kernel takes only part of the KeyUpdate record; the
+	 * re-key waits for its last byte, which libssl writes next */
+	bio = rekey_bridge(&a, &b, s0);
+	F.short_ctrl = 3;
+	CHECK_EQ(BIO_ctrl(bio, 74, KTLS_CT_HANDSHAKE, NULL), 1);
+	CHECK_EQ(BIO_write(bio, ku, sizeof(ku)), 3);
+	CHECK_EQ(F.tx_sets[a], 1);
+	CHECK_EQ(conn(bio)->tx.st.keyupdates, 0);
+	CHECK_EQ(conn(bio)->tx.st.rekeys, 0);
+	CHECK_EQ(BIO_ctrl(bio, 74, KTLS_CT_HANDSHAKE, NULL), 1);
+	CHECK_EQ(BIO_write(bio, ku + 3, sizeof(ku) - 3), (int)sizeof(ku) - 3);
+	CHECK_EQ(F.nctrl, 2);
+	CHECK_EQ(F.ctrl_len[0], 3);
+	CHECK_EQ(F.ctrl_type[1], KTLS_CT_HANDSHAKE);
+	CHECK_EQ(F.ctrl_len[1], sizeof(ku) - 3);
+	CHECK_EQ(F.tx_sets[a], 2);
+	CHECK_EQ(conn(bio)->tx.st.keyupdates, 1);
+	CHECK_EQ(conn(bio)->tx.st.rekeys, 1);
+	CHECK_EQ(conn(bio)->tx.st.records, 1);
+	CHECK(!memcmp(F.last_tx, info, ktls_cipher_by_name("AES-128-GCM")->info_size));
+	CHECK_EQ(recv(b, buf, sizeof(ku), MSG_WAITALL), (ssize_t)sizeof(ku));
+	CHECK(!memcmp(buf, ku, sizeof(ku)));
 	BIO_free(bio);
 	close(a);
 	close(b);
@@ -604,7 +654,22 @@ static void gen_info(const uint8_t *s0, int gen, uint8_t *info)
 	ktls_secret_wipe(&ref);
 }
 
+/* libssl 3.2+ offering generation gen of the chain from s0 (ctrl 72). */
+static long offer_gen(BIO *b, const uint8_t *s0, int gen, bool tx)
+{
+	unsigned char buf[KTLS_MAX_INFO + sizeof(size_t)];
+
+	memset(buf, 0, sizeof(buf));
+	gen_info(s0, gen, buf);
+	return BIO_ctrl(b, 72, tx, buf);
+}
+
 static void p_ku4(struct ktls_policy *p) { p->keyupdate_records = 4; }
+static void p_ku4_always(struct ktls_policy *p)
+{
+	p->keyupdate_records = 4;
+	p->tls13 = KTLS_TLS13_ALWAYS;
+}
 
 /* A prestage-capable fake kernel, TX TLS 1.3 offered with secret s0. */
 static BIO *prestage_bridge(int *a, int *b, const uint8_t *s0,
@@ -689,6 +754,31 @@ static void case_prestage(void)
 	close(b);
 }
 
+/* Past the record limit on the stock fake kernel (no re-key): nothing
+ * but the data goes out and TX keeps its first key. */
+static void no_proactive(void (*tweak)(struct ktls_policy *), uint16_t version,
+			 const uint8_t *s0)
+{
+	int a, b;
+	BIO *bio;
+
+	fake_reset();
+	tcp_pair(&a, &b);
+	bio = bridge(a, tweak);
+	CHECK_EQ(offer(bio, "AES-128-GCM", version, true), 1);
+	if (version == KTLS_TLS13)
+		ktls_secret_set(&conn(bio)->tx.secret, s0, 32, "SHA256");
+	F.tx_seq = 100;
+	for (int i = 0; i < 8; i++)
+		CHECK_EQ(BIO_write(bio, "abcd", 4), 4);
+	CHECK_EQ(F.nctrl, 0);
+	CHECK_EQ(F.tx_sets[a], 1);
+	CHECK_EQ(conn(bio)->tx.st.reason, KTLS_R_NONE);
+	BIO_free(bio);
+	close(a);
+	close(b);
+}
+
 static void case_proactive_keyupdate(void)
 {
 	uint8_t s0[32], info[KTLS_MAX_INFO];
@@ -719,34 +809,29 @@ static void case_proactive_keyupdate(void)
 	CHECK_EQ(conn(bio)->tx.st.keyupdates, 1);
 	CHECK_EQ(conn(bio)->tx.st.rekeys, 1);
 	CHECK_EQ(conn(bio)->tx.since_ku, 1);	/* the data record after it */
+	/* libssl 3.2+ then sends a KeyUpdate of its own and offers the key it
+	 * counts (generation 1), one behind the kernel's (2): accepted */
+	CHECK_EQ(BIO_ctrl(bio, 74, KTLS_CT_HANDSHAKE, NULL), 1);
+	CHECK_EQ(BIO_write(bio, "\x18\x00\x00\x01\x00", 5), 5);
+	gen_info(s0, 2, info);
+	CHECK(!memcmp(F.last_tx, info, isz));
+	CHECK_EQ(offer_gen(bio, s0, 1, true), 1);
+	CHECK_EQ(conn(bio)->tx.st.reason, KTLS_R_NONE);
+	CHECK(!memcmp(F.last_tx, info, isz));	/* the kernel keeps generation 2 */
+	/* any other key is a mismatch */
+	CHECK_EQ(offer_gen(bio, s0, 3, true), 0);
+	CHECK_EQ(conn(bio)->tx.st.reason, KTLS_R_KEY_MISMATCH);
 	BIO_free(bio);
 	close(a);
 	close(b);
 
-	/* TLS 1.2 has no KeyUpdate: never */
-	fake_reset();
-	tcp_pair(&a, &b);
-	bio = bridge(a, p_ku4);
-	CHECK_EQ(offer(bio, "AES-128-GCM", KTLS_TLS12, true), 1);
-	F.tx_seq = 100;
-	for (int i = 0; i < 8; i++)
-		CHECK_EQ(BIO_write(bio, "abcd", 4), 4);
-	CHECK_EQ(F.nctrl, 0);
-	BIO_free(bio);
-	close(a);
-	close(b);
+	/* a kernel that cannot re-key (tls13 = always): no KeyUpdate at the
+	 * limit, the data keeps flowing; TLS 1.2 has no KeyUpdate at all */
+	no_proactive(p_ku4_always, KTLS_TLS13, s0);
+	no_proactive(p_ku4, KTLS_TLS12, s0);
 }
 
-/* Offer the keys of generation gen of the chain from s0 (ctrl 72). */
-static long offer_gen(BIO *b, const uint8_t *s0, int gen, bool tx)
-{
-	unsigned char buf[KTLS_MAX_INFO + sizeof(size_t)];
-
-	memset(buf, 0, sizeof(buf));
-	gen_info(s0, gen, buf);
-	return BIO_ctrl(b, 72, tx, buf);
-}
-
+/* The next record the fake kernel delivers. */
 static void rx_record(int type, const void *p, size_t len)
 {
 	F.rec_type = type;
@@ -1013,6 +1098,44 @@ static void case_attach_bad_input(void)
 	close(b);
 }
 
+/* Hand-off: the reply to a peer's update_requested finds the socket full;
+ * it is owed, and the next ktls_conn_send pays it before the data. */
+static void case_handoff_owed_keyupdate(void)
+{
+	static const uint8_t kureq[] = { 24, 0, 0, 1, 1 };
+	uint8_t s0[32], buf[8];
+	SSL_CTX *ctx;
+	SSL *ssl;
+	int a, b;
+	BIO *bio;
+
+	memset(s0, 0x77, sizeof(s0));
+	bio = rx_bridge(&a, &b, s0, true, NULL);
+	ktls_secret_set(&conn(bio)->tx.secret, s0, 32, "SHA256");
+	ctx = SSL_CTX_new(TLS_method());
+	ssl = SSL_new(ctx);
+	SSL_set_bio(ssl, bio, bio);
+	conn(bio)->handoff = true;
+	F.ctrl_err = EAGAIN;	/* FAULT: the socket is full */
+	CHECK_EQ(ktls_conn_control(ssl, KTLS_CT_HANDSHAKE, kureq, sizeof(kureq)), 0);
+	CHECK(conn(bio)->ku_owed);
+	CHECK_EQ(F.nctrl, 0);
+	CHECK_EQ(conn(bio)->tx.st.keyupdates, 0);
+	CHECK_EQ(conn(bio)->rx.st.keyupdates, 1);
+	CHECK_EQ(ktls_conn_send(ssl, "x", 1), 1);
+	CHECK(!conn(bio)->ku_owed);
+	CHECK_EQ(F.nctrl, 1);
+	CHECK(!memcmp(F.ctrl_data[0], "\x18\x00\x00\x01\x00", 5));	/* not requested */
+	CHECK_EQ(conn(bio)->tx.st.keyupdates, 1);
+	CHECK_EQ(conn(bio)->tx.st.rekeys, 1);
+	CHECK_EQ(recv(b, buf, 6, MSG_WAITALL), 6);
+	CHECK(!memcmp(buf, "\x18\x00\x00\x01\x00x", 6));	/* KeyUpdate first */
+	SSL_free(ssl);
+	SSL_CTX_free(ctx);
+	close(a);
+	close(b);
+}
+
 int main(void)
 {
 	case_real_kernel();
@@ -1022,6 +1145,7 @@ int main(void)
 	case_policy();
 	case_keyupdate();
 	case_prestage();
+	case_handoff_owed_keyupdate();
 	case_proactive_keyupdate();
 	case_rx_rekey();
 	case_handshake_walk();
