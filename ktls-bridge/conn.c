@@ -60,15 +60,13 @@ static int hexval(int ch)
 	return -1;
 }
 
-static const char *suite_digest(const SSL *ssl)
+static const EVP_MD *suite_digest(const SSL *ssl)
 {
 	const SSL_CIPHER *ciph = SSL_get_current_cipher(ssl);
-	const EVP_MD *md;
 
 	if (!ciph)
 		ciph = SSL_get_pending_cipher(ssl);
-	md = ciph ? SSL_CIPHER_get_handshake_digest(ciph) : NULL;
-	return md ? EVP_MD_get0_name(md) : NULL;
+	return ciph ? SSL_CIPHER_get_handshake_digest(ciph) : NULL;
 }
 
 /* "LABEL <client_random> <secret>": keep TLS 1.3 application secrets. */
@@ -79,6 +77,7 @@ static void keylog_take(const SSL *ssl, struct ktls_conn *c, const char *line)
 	uint8_t secret[KTLS_MAX_SECRET];
 	bool client_label, ours_tx;
 	const char *p, *digest;
+	const EVP_MD *md;
 	size_t n = 0;
 
 	if (!strncmp(line, cts, sizeof(cts) - 1))
@@ -97,8 +96,12 @@ static void keylog_take(const SSL *ssl, struct ktls_conn *c, const char *line)
 			break;
 		secret[n++] = (uint8_t)(hi << 4 | lo);
 	}
-	digest = suite_digest(ssl);
+	md = suite_digest(ssl);
+	digest = md ? EVP_MD_get0_name(md) : NULL;
 	ours_tx = SSL_is_server(ssl) ? !client_label : client_label;
+	/* the whole secret or nothing: Hash.length bytes, hex to the end */
+	if (!md || n != (size_t)EVP_MD_get_size(md) || (*p && *p != '\n'))
+		n = 0;
 	if (digest && n &&
 	    !ktls_secret_set(ours_tx ? &c->tx.secret : &c->rx.secret, secret, n, digest) &&
 	    (ours_tx ? &c->tx : &c->rx)->st.mode != KTLS_MODE_USERSPACE)

@@ -170,7 +170,7 @@ static int handshake_record(struct ktls_conn *c, const uint8_t *p, size_t len)
 	ret = ktls_rx_after_handshake(c, p, len, &seen);
 	if (ret)
 		return ret;
-	if (seen.other)
+	if (seen.others)
 		return fatal(c, ALERT_UNEXPECTED_MESSAGE, "post-handshake message");
 	if (seen.tickets && SSL_is_server(c->ssl))
 		return fatal(c, ALERT_UNEXPECTED_MESSAGE, "ticket from a client");

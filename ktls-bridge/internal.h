@@ -63,8 +63,6 @@ int ktls_diag_conf(int fd, int *txconf, int *rxconf);
  * *requested (may be NULL). -EBADMSG when malformed/truncated. */
 int ktls_hs_count_keyupdates(const uint8_t *p, size_t len, int *requested);
 
-#endif
-
 #include "../rekey/rekey.h"
 
 /* Receive: where we are in the stream of handshake messages, which the
@@ -81,7 +79,7 @@ struct ktls_hs_seen {
 	int keyupdates;		/* KeyUpdates */
 	int requested;		/* one had update_requested */
 	int tickets;		/* NewSessionTickets */
-	int other;		/* the type of any other message, else 0 */
+	int others;		/* messages of any other type */
 	int alert;		/* a TLS alert the record calls for, else 0 */
 	const char *why;	/* ... and why */
 };
@@ -183,3 +181,5 @@ void ktls_dir_note(struct ktls_dir *d, enum ktls_reason r, int err, const char *
 /* End the connection: a fatal alert through the kernel when it has TX. */
 void ktls_conn_fatal(struct ktls_conn *c, bool tx, enum ktls_reason r, int err,
 		     uint8_t alert, const char *what);
+
+#endif

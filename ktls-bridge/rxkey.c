@@ -116,7 +116,7 @@ static void hs_complete(struct ktls_hs_walk *w, size_t rest, struct ktls_hs_seen
 		seen->tickets++;
 		break;
 	default:
-		seen->other = w->hdr[0];
+		seen->others++;	/* type 0 included: no HelloRequest in TLS 1.3 */
 		break;
 	}
 	w->have = 0;
@@ -201,8 +201,11 @@ static int rx_set_next(struct ktls_conn *c)
 	d->st.rekeys++;
 	d->staged = false;
 	/* A staged key is now the one in use: replace it, or drop it. */
-	if (ktls_key_stage(c, false) && was_staged && ktls_key_unstage(c, false))
-		return rx_failed(c, -errno, "TLS_RX_NEXT drop");
+	if (ktls_key_stage(c, false) && was_staged) {
+		ret = ktls_key_unstage(c, false);
+		if (ret)
+			return rx_failed(c, ret, "TLS_RX_NEXT drop");
+	}
 	return 0;
 }
 

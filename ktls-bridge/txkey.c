@@ -143,8 +143,9 @@ int ktls_tx_after_handshake(struct ktls_conn *c, int nku)
 	}
 	if (kernel_gen != target) {
 		/* A key left staged would later be switched to a second time. */
-		if (maybe_staged && ktls_key_unstage(c, true))
-			return rekey_failed(c, -errno, "TLS_TX_NEXT drop");
+		ret = maybe_staged ? ktls_key_unstage(c, true) : 0;
+		if (ret)
+			return rekey_failed(c, ret, "TLS_TX_NEXT drop");
 		ret = ktls_secret_keyblock(&d->secret, d->st.cipher, &kb);
 		if (!ret) {
 			ret = ktls_install_opt(c->fd, TLS_TX, &kb);

@@ -14,9 +14,9 @@ OpenSSL 3.5 libraries from Debian's source package, and the project's apps
     or TLS_TX/TLS_RX set again with prestage = off), tls_stat agreeing with
     each end's counts; hand-off mode on 3.5;
   * VM debian-6.1: tls13 = auto keeps TLS 1.3 in userspace in both
-    directions (the kernel cannot re-key); tls13 = always ends the first
-    KeyUpdate with an alert and the reason, and the kernel decrypts nothing
-    wrongly.
+    directions (the kernel cannot re-key); tls13 = always ends the
+    connection at the first KeyUpdate with the reason (internal_error goes
+    out instead of the KeyUpdate), and the kernel decrypts nothing wrongly.
 
 If the source package cannot be downloaded here, these tests are skipped
 with that reason (they need the network, which the rest of the suite does
@@ -225,6 +225,8 @@ def test_debian61_libssl35_always_ends_at_the_first_keyupdate(guest61):
     assert c["ok"] is False and s["ok"] is False
     assert c["status"]["tx"]["reason_code"] == "rekey-failed", c["status"]
     assert "EBUSY" in c["status"]["tx"]["detail"]
-    assert "alert internal error" in errs, errs
+    # the alert goes out first (bio-test checks its bytes); the peer reads
+    # it unless the sender's close (with echoed data unread) resets first
+    assert "alert internal error" in errs or "Connection reset by peer" in errs, errs
     assert c["bytes_received"] < c["bytes_sent"] < 4 << 20
     assert d["TlsDecryptError"] == 0

@@ -1099,7 +1099,8 @@ static void case_attach_bad_input(void)
 }
 
 /* Hand-off: the reply to a peer's update_requested finds the socket full;
- * it is owed, and the next ktls_conn_send pays it before the data. */
+ * it is owed, and the next ktls_conn_send pays it before the data.  Then a
+ * post-handshake message of a type TLS 1.3 does not have. */
 static void case_handoff_owed_keyupdate(void)
 {
 	static const uint8_t kureq[] = { 24, 0, 0, 1, 1 };
@@ -1130,6 +1131,10 @@ static void case_handoff_owed_keyupdate(void)
 	CHECK_EQ(conn(bio)->tx.st.rekeys, 1);
 	CHECK_EQ(recv(b, buf, 6, MSG_WAITALL), 6);
 	CHECK(!memcmp(buf, "\x18\x00\x00\x01\x00x", 6));	/* KeyUpdate first */
+	/* a message of type 0 (TLS 1.2's HelloRequest) after the handshake */
+	CHECK_EQ(ktls_conn_control(ssl, KTLS_CT_HANDSHAKE, "\x00\x00\x00\x00", 4), -EPROTO);
+	CHECK_EQ(F.nctrl, 2);
+	CHECK(!memcmp(F.ctrl_data[1], "\x02\x0a", 2));	/* unexpected_message */
 	SSL_free(ssl);
 	SSL_CTX_free(ctx);
 	close(a);
