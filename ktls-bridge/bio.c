@@ -107,6 +107,13 @@ static long set_ktls(struct ktls_conn *c, const void *info, bool tx)
 		ktls_keyblock_wipe(&kb);
 		return ret;
 	}
+	if (d->decided) {
+		/* libssl 3.2+ offers keys again after a KeyUpdate: the first
+		 * answer stands (the bridge's key chain starts at that offer) */
+		ktls_keyblock_wipe(&kb);
+		return 0;
+	}
+	d->decided = true;
 	if (ret) {
 		refuse(d, KTLS_R_BAD_KEYS, -ret, what);
 		return 0;

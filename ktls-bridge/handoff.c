@@ -222,7 +222,8 @@ ssize_t ktls_conn_recv_record(SSL *ssl, void *buf, size_t len, int *type)
 	uint8_t t;
 	ssize_t n;
 
-	if (!c || !c->handoff || !buf || !type)
+	/* a record whole: a control record cut short could not be parsed */
+	if (!c || !c->handoff || !buf || !type || len < KTLS_REC_MAX)
 		return -EINVAL;
 	if (c->dead)
 		return -(c->rx.st.err ? c->rx.st.err : EPIPE);

@@ -101,6 +101,7 @@ struct ktls_dir {
 	uint64_t since_ku;	/* records since the last re-key (estimate) */
 	unsigned int writes;	/* writes since the kernel's counter was read */
 	bool no_proactive;	/* TX: the record limit passed, the kernel cannot re-key */
+	bool decided;		/* keys were offered once: kernel or userspace for good */
 	bool restage_due;	/* RX: stage the next key once data flows again */
 	uint8_t last_type;	/* RX: type of the last record read */
 	struct ktls_hs_walk walk;	/* RX: handshake messages across records */

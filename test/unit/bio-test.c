@@ -470,6 +470,13 @@ static void case_faults(void)
 	CHECK_EQ(offer(bio, "AES-128-CCM", KTLS_TLS12, true), 0);
 	CHECK_EQ(conn(bio)->tx.st.reason, KTLS_R_KERNEL_REFUSED);
 	CHECK_EQ(conn(bio)->tx.st.err, ENOMEM);
+	/* a later offer (libssl 3.2+ after a KeyUpdate) does not change the
+	 * answer, even when the kernel would take it now */
+	F.tx_err = 0;
+	CHECK_EQ(offer(bio, "AES-128-GCM", KTLS_TLS13, true), 0);
+	CHECK_EQ(F.tx_sets[a], 0);
+	CHECK_EQ(conn(bio)->tx.st.reason, KTLS_R_KERNEL_REFUSED);
+	CHECK_EQ(conn(bio)->tx.st.err, ENOMEM);
 	BIO_free(bio);
 	close(a);
 	close(b);
