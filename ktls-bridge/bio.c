@@ -177,10 +177,7 @@ static void account_wire(struct ktls_dir *d, const uint8_t *p, size_t n)
 
 ssize_t ktls_send_ctrl(struct ktls_conn *c, int type, const void *buf, size_t len)
 {
-	union {		/* aligned for struct cmsghdr */
-		char b[CMSG_SPACE(sizeof(unsigned char))];
-		struct cmsghdr align;
-	} cbuf;
+	union ktls_cmsg_buf cbuf;
 	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
 	struct msghdr msg = {
 		.msg_iov = &iov, .msg_iovlen = 1,
@@ -195,11 +192,6 @@ ssize_t ktls_send_ctrl(struct ktls_conn *c, int type, const void *buf, size_t le
 	cm->cmsg_len = CMSG_LEN(sizeof(unsigned char));
 	*CMSG_DATA(cm) = (unsigned char)type;
 	return ktls_sys->sendmsg(c->fd, &msg, MSG_NOSIGNAL);
-}
-
-static int retryable(int e)
-{
-	return e == EAGAIN || e == EWOULDBLOCK || e == EINTR || e == EINPROGRESS;
 }
 
 static int bridge_write(BIO *b, const char *in, int inl)
@@ -231,7 +223,7 @@ static int bridge_write(BIO *b, const char *in, int inl)
 				/* The kernel would keep the old key after we announce
 				 * a new one: end the connection with an alert under
 				 * the old key instead. */
-				static const uint8_t alert[2] = { 2, 80 };	/* fatal, internal_error */
+				static const uint8_t alert[2] = { 2, ALERT_INTERNAL_ERROR };	/* fatal */
 
 				ktls_send_ctrl(c, KTLS_CT_ALERT, alert, sizeof(alert));
 				refuse(&c->tx, KTLS_R_REKEY_FAILED, ktls_probe_basic()->rekey_err,
@@ -265,7 +257,7 @@ static int bridge_write(BIO *b, const char *in, int inl)
 		}
 	} else {
 		if (ktls_tx_maybe_keyupdate(c)) {
-			if (retryable(errno))
+			if (ktls_retryable(errno))
 				BIO_set_retry_write(b);
 			return -1;
 		}
@@ -278,7 +270,7 @@ static int bridge_write(BIO *b, const char *in, int inl)
 			c->tx.since_ku += recs;
 		}
 	}
-	if (n < 0 && retryable(errno))
+	if (n < 0 && ktls_retryable(errno))
 		BIO_set_retry_write(b);
 	return (int)n;
 }
@@ -340,7 +332,7 @@ static int bridge_read(BIO *b, char *out, int outl)
 	}
 	if (n == 0)
 		c->eof = true;
-	else if (n < 0 && retryable(errno))
+	else if (n < 0 && ktls_retryable(errno))
 		BIO_set_retry_read(b);
 	return (int)n;
 }

@@ -30,9 +30,6 @@
 
 #include "internal.h"
 
-#define ALERT_CLOSE_NOTIFY 0
-#define ALERT_UNEXPECTED_MESSAGE 10
-
 static struct ktls_conn *conn_of(SSL *ssl)
 {
 	return ssl ? ktls_conn_from_bio(SSL_get_wbio(ssl)) : NULL;
@@ -142,11 +139,6 @@ static int send_keyupdate(struct ktls_conn *c, bool requested)
 	return ktls_tx_after_handshake(c, 1);
 }
 
-static bool again(int ret)
-{
-	return ret == -EAGAIN || ret == -EWOULDBLOCK || ret == -EINTR;
-}
-
 /* The reply a peer's update_requested is owed goes before our next data. */
 static int pay_keyupdate(struct ktls_conn *c)
 {
@@ -180,7 +172,7 @@ static int handshake_record(struct ktls_conn *c, const uint8_t *p, size_t len)
 	if (seen.requested)
 		c->ku_owed = true;
 	ret = pay_keyupdate(c);
-	return again(ret) ? 0 : ret;
+	return ktls_retryable(-ret) ? 0 : ret;
 }
 
 int ktls_conn_control(SSL *ssl, int type, const void *rec, size_t len)
@@ -196,8 +188,8 @@ int ktls_conn_control(SSL *ssl, int type, const void *rec, size_t len)
 			return fatal(c, ALERT_UNEXPECTED_MESSAGE, "TLS 1.2 renegotiation");
 		return handshake_record(c, p, len);
 	case KTLS_CT_ALERT:
-		if (len != 2)	/* decode_error: a message of the wrong length */
-			return fatal(c, 50, "malformed alert");
+		if (len != 2)	/* a message of the wrong length */
+			return fatal(c, ALERT_DECODE_ERROR, "malformed alert");
 		if (p[1] == ALERT_CLOSE_NOTIFY) {
 			ktls_conn_shutdown(ssl);
 			ktls_dir_note(&c->rx, KTLS_R_PEER_CLOSED, 0, "close_notify");
@@ -259,7 +251,7 @@ ssize_t ktls_conn_recv(SSL *ssl, void *buf, size_t len)
 		if (c->eof)
 			return 0;
 		ret = pay_keyupdate(c);
-		if (ret && !again(ret))
+		if (ret && !ktls_retryable(-ret))
 			return ret;
 		/* a control record must come whole: small buffers go through ours */
 		if (len < KTLS_REC_MAX) {

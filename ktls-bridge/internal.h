@@ -3,7 +3,9 @@
 #ifndef KTLS_INTERNAL_H
 #define KTLS_INTERNAL_H
 
+#include <errno.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 
@@ -44,6 +46,27 @@ void ktls_sys_set(const struct ktls_sys_ops *ops);
 
 /* "ENOENT" for ENOENT; "E<n>" when unknown. */
 const char *ktls_errno_name(int err);
+
+/* TLS alert descriptions the bridge sends or checks (RFC 8446 6). */
+enum {
+	ALERT_CLOSE_NOTIFY = 0,
+	ALERT_UNEXPECTED_MESSAGE = 10,
+	ALERT_ILLEGAL_PARAMETER = 47,
+	ALERT_DECODE_ERROR = 50,
+	ALERT_INTERNAL_ERROR = 80,
+};
+
+/* A control-message buffer for one record-type byte, aligned for cmsghdr. */
+union ktls_cmsg_buf {
+	char b[CMSG_SPACE(sizeof(unsigned char))];
+	struct cmsghdr align;
+};
+
+/* errno values after which the same call may succeed later. */
+static inline bool ktls_retryable(int e)
+{
+	return e == EAGAIN || e == EWOULDBLOCK || e == EINTR || e == EINPROGRESS;
+}
 
 /* Debug tracing to stderr when KTLS_DEBUG is set; never pass key material. */
 void ktls_trace(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -26,8 +26,6 @@
 
 #include "internal.h"
 
-#define ALERT_UNEXPECTED_MESSAGE 10
-#define ALERT_INTERNAL_ERROR 80
 #define NSEC 1000000000ull
 
 static uint64_t now_ns(void)
@@ -93,8 +91,6 @@ static int follow_staged(struct ktls_conn *c, int nku)
 	return 0;
 }
 
-#define ALERT_DECODE_ERROR 50
-#define ALERT_ILLEGAL_PARAMETER 47
 #define HS_NEW_SESSION_TICKET 4
 
 static void hs_complete(struct ktls_hs_walk *w, size_t rest, struct ktls_hs_seen *seen)
@@ -270,10 +266,7 @@ int ktls_key_reoffered(struct ktls_conn *c, bool tx, const struct ktls_keyblock 
 ssize_t ktls_rx_record(struct ktls_conn *c, void *buf, size_t cap, uint8_t *type, bool run_hs)
 {
 	struct ktls_hs_seen seen;
-	union {		/* aligned for struct cmsghdr */
-		char b[CMSG_SPACE(sizeof(unsigned char))];
-		struct cmsghdr align;
-	} cbuf;
+	union ktls_cmsg_buf cbuf;
 	struct iovec iov = { .iov_base = buf, .iov_len = cap < KTLS_REC_MAX ? cap : KTLS_REC_MAX };
 	struct msghdr msg = {
 		.msg_iov = &iov, .msg_iovlen = 1,
