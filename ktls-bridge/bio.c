@@ -185,6 +185,15 @@ ssize_t ktls_send_ctrl(struct ktls_conn *c, int type, const void *buf, size_t le
 	};
 	struct cmsghdr *cm;
 
+	/* The kernel's receive path reports a bad record through the socket
+	 * error, and a pending socket error fails every send: take it before
+	 * an alert, or the alert that explains the error cannot go out. */
+	if (type == KTLS_CT_ALERT && c->rx_kerr) {
+		int soerr;
+		socklen_t slen = sizeof(soerr);
+
+		getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &slen);
+	}
 	memset(cbuf.b, 0, sizeof(cbuf.b));
 	cm = CMSG_FIRSTHDR(&msg);
 	cm->cmsg_level = SOL_TLS;
@@ -213,6 +222,7 @@ static int bridge_write(BIO *b, const char *in, int inl)
 
 		if (!c->ctrl_sent) {	/* the record's first byte */
 			c->ctrl_nku = 0;
+			c->ctrl_level = inl >= 2 ? (uint8_t)in[0] << 8 | (uint8_t)in[1] : -1;
 			if (hs) {
 				int nku = ktls_hs_count_keyupdates((const uint8_t *)in,
 								   (size_t)inl, NULL);
@@ -223,13 +233,14 @@ static int bridge_write(BIO *b, const char *in, int inl)
 				/* The kernel would keep the old key after we announce
 				 * a new one: end the connection with an alert under
 				 * the old key instead. */
-				static const uint8_t alert[2] = { 2, ALERT_INTERNAL_ERROR };	/* fatal */
+				bool sent = ktls_send_alert(c, ALERT_LEVEL_FATAL,
+							    ALERT_INTERNAL_ERROR) == 2;
 
-				ktls_send_ctrl(c, KTLS_CT_ALERT, alert, sizeof(alert));
 				refuse(&c->tx, KTLS_R_REKEY_FAILED, ktls_probe_basic()->rekey_err,
 				       "TLS_TX re-key");
 				c->tx.st.mode = KTLS_MODE_KERNEL_SW;
 				c->dead = true;
+				ktls_conn_end(c, sent);
 				errno = c->tx.st.err ? c->tx.st.err : EOPNOTSUPP;
 				return -1;
 			}
@@ -246,6 +257,13 @@ static int bridge_write(BIO *b, const char *in, int inl)
 			 * last byte is out. */
 			if (n < inl)
 				return (int)n;
+			if (c->ctrl_type == KTLS_CT_ALERT && c->ctrl_level >= 0) {
+				/* a fatal alert or close_notify is the last record */
+				if (c->ctrl_level >> 8 == ALERT_LEVEL_FATAL)
+					ktls_conn_end(c, true);
+				else if ((c->ctrl_level & 0xff) == ALERT_CLOSE_NOTIFY)
+					ktls_conn_end(c, false);
+			}
 			c->ctrl_type = 0;
 			c->ctrl_sent = 0;
 			c->tx.st.records++;
@@ -407,8 +425,13 @@ static int bridge_destroy(BIO *b)
 
 	if (!c)
 		return 1;
-	if (c->close_flag && c->fd >= 0)
+	if (c->close_flag && c->fd >= 0) {
+		/* the BIO owns the socket: a last record that went out must
+		 * reach the peer before close() can reset the connection */
+		if (c->wr_shut)
+			ktls_conn_end(c, true);
 		close(c->fd);
+	}
 	ktls_secret_wipe(&c->tx.secret);
 	ktls_secret_wipe(&c->tx.lib);
 	ktls_secret_wipe(&c->rx.secret);

@@ -44,6 +44,14 @@ static void info_cb(const SSL *ssl, int where, int ret)
 		c->hs_done = true;
 		c->rx_app_base = c->rx.st.records;
 	}
+	/* libssl wrote an alert (through the kernel or in userspace): a
+	 * fatal one or close_notify is the connection's last record */
+	if (c && where == SSL_CB_WRITE_ALERT) {
+		if ((ret >> 8) == ALERT_LEVEL_FATAL)
+			ktls_conn_end(c, true);
+		else if ((ret & 0xff) == ALERT_CLOSE_NOTIFY)
+			ktls_conn_end(c, false);
+	}
 	app = (info_cb_func)SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), app_info_idx);
 	if (app)
 		app(ssl, where, ret);
@@ -253,15 +261,15 @@ void ktls_conn_fatal(struct ktls_conn *c, bool tx, enum ktls_reason r, int err,
 {
 	struct ktls_dir *d = tx ? &c->tx : &c->rx;
 
-	if (alert && !c->dead && c->tx.st.mode != KTLS_MODE_USERSPACE) {
-		const uint8_t rec[2] = { 2, alert };	/* fatal */
+	bool sent = false;
 
-		ktls_send_ctrl(c, KTLS_CT_ALERT, rec, sizeof(rec));
-	}
+	if (alert && !c->dead && c->tx.st.mode != KTLS_MODE_USERSPACE)
+		sent = ktls_send_alert(c, ALERT_LEVEL_FATAL, alert) == 2;
 	ktls_dir_note(d, r, err, what);
 	c->dead = true;
-	shutdown(c->fd, SHUT_RDWR);
-	ktls_trace("fd %d connection ended: %s (%s)", c->fd, ktls_reason_code(r), d->st.detail);
+	ktls_trace("fd %d connection ended: %s (%s), alert %u %s", c->fd, ktls_reason_code(r),
+		   d->st.detail, alert, sent ? "sent" : "not sent");
+	ktls_conn_end(c, sent);
 }
 
 /* ------------------------------------------------------------------ */

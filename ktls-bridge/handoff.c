@@ -322,7 +322,6 @@ int ktls_conn_keyupdate(SSL *ssl, int requested)
 
 int ktls_conn_shutdown(SSL *ssl)
 {
-	static const uint8_t close_notify[2] = { 1, ALERT_CLOSE_NOTIFY };	/* warning */
 	struct ktls_conn *c = conn_of(ssl);
 
 	if (!c || !c->handoff)
@@ -331,10 +330,9 @@ int ktls_conn_shutdown(SSL *ssl)
 		return 0;
 	if (c->dead)
 		return -EPIPE;
-	if (ktls_send_ctrl(c, KTLS_CT_ALERT, close_notify, sizeof(close_notify)) < 0)
+	if (ktls_send_alert(c, ALERT_LEVEL_WARNING, ALERT_CLOSE_NOTIFY) < 0)
 		return -errno;
 	c->closed = true;
-	c->tx.st.records++;
-	shutdown(c->fd, SHUT_WR);
+	ktls_conn_end(c, false);
 	return 0;
 }

@@ -51,10 +51,28 @@ const char *ktls_errno_name(int err);
 enum {
 	ALERT_CLOSE_NOTIFY = 0,
 	ALERT_UNEXPECTED_MESSAGE = 10,
+	ALERT_BAD_RECORD_MAC = 20,
+	ALERT_RECORD_OVERFLOW = 22,
 	ALERT_ILLEGAL_PARAMETER = 47,
 	ALERT_DECODE_ERROR = 50,
+	ALERT_PROTOCOL_VERSION = 70,
 	ALERT_INTERNAL_ERROR = 80,
 };
+#define ALERT_LEVEL_WARNING 1
+#define ALERT_LEVEL_FATAL 2
+
+/* alert.c: the alert a kernel receive error calls for (desc 0: none,
+ * the transport is gone).  Never NULL. */
+struct ktls_rx_alert {
+	int err;
+	uint8_t desc;
+	const char *why;
+};
+const struct ktls_rx_alert *ktls_rx_alert_for(int err);
+
+/* ending.c: bounds of the lingering close after a fatal alert */
+#define KTLS_LINGER_MS 2000
+#define KTLS_LINGER_BYTES (4u << 20)
 
 /* A control-message buffer for one record-type byte, aligned for cmsghdr. */
 union ktls_cmsg_buf {
@@ -130,6 +148,16 @@ struct ktls_dir {
 	struct ktls_hs_walk walk;	/* RX: handshake messages across records */
 	uint64_t storm_start;	/* RX: start of the KeyUpdate rate window (ns) */
 	uint32_t storm_count;	/* RX: peer KeyUpdates in that window */
+	uint32_t ku_run;	/* RX: peer KeyUpdates since the last data record */
+	uint32_t ku_unkeyed;	/* RX: KeyUpdates seen that the kernel's key has
+				 * not followed yet (it pauses for each) */
+};
+
+enum ktls_linger_end {
+	KTLS_LINGER_NONE = 0,
+	KTLS_LINGER_PEER_FIN,	/* the peer closed: nothing left unread */
+	KTLS_LINGER_ACKED,	/* the peer's TCP has everything we sent */
+	KTLS_LINGER_TIMEOUT,	/* a bound was reached (or a non-blocking socket) */
 };
 
 struct ktls_conn {
@@ -153,7 +181,21 @@ struct ktls_conn {
 	bool closed;		/* close_notify sent */
 	bool ku_owed;		/* hand-off: the reply to update_requested waits for room */
 	uint64_t tickets;	/* NewSessionTickets consumed after a hand-off */
+	int ctrl_level;		/* first byte of the control record being written */
+	int rx_kerr;		/* the kernel's receive path failed with this errno */
+	bool wr_shut;		/* shutdown(SHUT_WR) done: the last record is out */
+	bool lingered;		/* the lingering close after a fatal alert ran */
+	enum ktls_linger_end linger_end;
+	uint64_t linger_bytes;	/* bytes read and dropped while lingering */
 };
+
+/* The connection's last record (close_notify, or a fatal alert when
+ * fatal) was handed to the kernel: shut the write side so that it leaves
+ * now, and after a fatal alert linger until the peer can have read it
+ * (ending.c).  Safe to call more than once. */
+void ktls_conn_end(struct ktls_conn *c, bool fatal);
+/* An alert record through the kernel's TX; counts it.  Bytes or -1. */
+ssize_t ktls_send_alert(struct ktls_conn *c, uint8_t level, uint8_t desc);
 
 /* The conn behind a bridge BIO, or NULL for any other BIO. */
 struct ktls_conn *ktls_conn_from_bio(BIO *b);

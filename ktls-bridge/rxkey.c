@@ -82,6 +82,8 @@ static int follow_staged(struct ktls_conn *c, int nku)
 			return rx_failed(c, ret, "TLS_RX re-key");
 		d->st.rekeys++;
 		d->st.staged_switches++;
+		if (d->ku_unkeyed)
+			d->ku_unkeyed--;
 		if (nku == 1) {
 			d->restage_due = true;
 			return 0;
@@ -164,6 +166,7 @@ int ktls_rx_after_handshake(struct ktls_conn *c, const uint8_t *body, size_t len
 		return 0;
 	hs_walk(&d->walk, body, len, seen);
 	d->st.keyupdates += (uint64_t)seen->keyupdates;
+	d->ku_unkeyed += (uint32_t)seen->keyupdates;
 	if (seen->alert) {
 		ktls_conn_fatal(c, false, KTLS_R_PROTOCOL, EPROTO, (uint8_t)seen->alert, seen->why);
 		errno = EPROTO;
@@ -196,6 +199,8 @@ static int rx_set_next(struct ktls_conn *c)
 		return rx_failed(c, ret, "TLS_RX re-key");
 	d->st.rekeys++;
 	d->staged = false;
+	if (d->ku_unkeyed)
+		d->ku_unkeyed--;
 	/* A staged key is now the one in use: replace it, or drop it. */
 	if (ktls_key_stage(c, false) && was_staged) {
 		ret = ktls_key_unstage(c, false);
@@ -263,6 +268,26 @@ int ktls_key_reoffered(struct ktls_conn *c, bool tx, const struct ktls_keyblock 
 	return 0;
 }
 
+/* recvmsg failed for good.  In hand-off mode the bridge tells the peer
+ * why (alert.c has the table); in transparent mode libssl 3.2+ does, from
+ * the errno the BIO read leaves, and the bridge only makes sure that its
+ * alert can be sent.  A pause for a key the bridge saw no KeyUpdate for
+ * ends the connection in both modes: installing a key the peer never
+ * moved to would only turn it into bad_record_mac later. */
+static ssize_t rx_kernel_error(struct ktls_conn *c, int err)
+{
+	const struct ktls_rx_alert *a = ktls_rx_alert_for(err);
+	char what[96];
+
+	c->rx_kerr = err;
+	if (!c->dead && (c->handoff || err == EKEYEXPIRED)) {
+		snprintf(what, sizeof(what), "TLS_RX: %s", a->why);
+		ktls_conn_fatal(c, false, KTLS_R_PROTOCOL, err, a->desc, what);
+	}
+	errno = err;
+	return -1;
+}
+
 ssize_t ktls_rx_record(struct ktls_conn *c, void *buf, size_t cap, uint8_t *type, bool run_hs)
 {
 	struct ktls_hs_seen seen;
@@ -280,7 +305,8 @@ ssize_t ktls_rx_record(struct ktls_conn *c, void *buf, size_t cap, uint8_t *type
 	for (;;) {
 		n = ktls_sys->recvmsg(c->fd, &msg, 0);
 		/* the kernel waits for the key after a KeyUpdate (6.14 UAPI) */
-		if (n < 0 && errno == EKEYEXPIRED && c->rx.st.version == KTLS_TLS13) {
+		if (n < 0 && errno == EKEYEXPIRED && c->rx.st.version == KTLS_TLS13 &&
+		    c->rx.ku_unkeyed) {
 			c->rx.st.key_expired++;
 			if (ktls_rx_key_expired(c))
 				return -1;
@@ -289,6 +315,8 @@ ssize_t ktls_rx_record(struct ktls_conn *c, void *buf, size_t cap, uint8_t *type
 		}
 		break;
 	}
+	if (n < 0 && !ktls_retryable(errno))
+		return rx_kernel_error(c, errno);
 	if (n <= 0)
 		return n;
 	*type = KTLS_CT_APPDATA;
@@ -297,6 +325,8 @@ ssize_t ktls_rx_record(struct ktls_conn *c, void *buf, size_t cap, uint8_t *type
 		    cm->cmsg_len >= CMSG_LEN(sizeof(unsigned char)))
 			*type = *CMSG_DATA(cm);
 	c->rx.last_type = *type;
+	if (*type == KTLS_CT_APPDATA)
+		c->rx.ku_run = 0;
 	if (*type != KTLS_CT_HANDSHAKE && c->rx.walk.have) {
 		/* RFC 8446 5.1: nothing between the records of a handshake message */
 		ktls_conn_fatal(c, false, KTLS_R_PROTOCOL, EPROTO, ALERT_UNEXPECTED_MESSAGE,

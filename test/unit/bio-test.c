@@ -243,20 +243,10 @@ static void fake_reset(void)
 
 /* ---- helpers ----------------------------------------------------------- */
 
-static void tcp_pair(int *a, int *b)
+/* A loopback pair whose fd numbers the fake kernel has not seen yet. */
+static void fake_pair(int *a, int *b)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET };
-	socklen_t len = sizeof(sa);
-	int l = socket(AF_INET, SOCK_STREAM, 0);
-
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	bind(l, (struct sockaddr *)&sa, sizeof(sa));
-	listen(l, 1);
-	getsockname(l, (struct sockaddr *)&sa, &len);
-	*a = socket(AF_INET, SOCK_STREAM, 0);
-	connect(*a, (struct sockaddr *)&sa, sizeof(sa));
-	*b = accept(l, NULL, NULL);
-	close(l);
+	tcp_pair(a, b);
 	F.tx_sets[*a] = F.rx_sets[*a] = 0;	/* fd numbers are reused */
 }
 
@@ -305,7 +295,7 @@ static void case_real_kernel(void)
 	}
 	printf("bio-test: host kernel has no kTLS (%s): testing the fallback path\n",
 	       ktls_errno_name(caps->ulp_err));
-	tcp_pair(&a, &b);
+	fake_pair(&a, &b);
 	bio = bridge(a, NULL);
 	CHECK_EQ(offer(bio, "AES-128-GCM", KTLS_TLS12, true), 0);
 	CHECK_EQ(BIO_ctrl(bio, BIO_CTRL_GET_KTLS_SEND, 0, NULL), 0);
@@ -323,7 +313,7 @@ static void case_contract_basics(void)
 	int a, b, fd = -1;
 	BIO *bio;
 
-	tcp_pair(&a, &b);
+	fake_pair(&a, &b);
 	bio = bridge(a, NULL);
 	CHECK(BIO_method_type(bio) & BIO_TYPE_DESCRIPTOR);
 	CHECK(BIO_method_type(bio) & BIO_TYPE_SOURCE_SINK);
@@ -347,7 +337,7 @@ static void case_accept_both(void)
 	BIO *bio;
 
 	fake_reset();
-	tcp_pair(&a, &b);
+	fake_pair(&a, &b);
 	bio = bridge(a, NULL);
 	CHECK_EQ(offer(bio, "AES-128-GCM", KTLS_TLS12, true), 1);
 	CHECK_EQ(BIO_ctrl(bio, BIO_CTRL_GET_KTLS_SEND, 0, NULL), 1);
@@ -360,13 +350,15 @@ static void case_accept_both(void)
 	CHECK_EQ(read(b, buf, sizeof(buf)), 5);
 	CHECK(!memcmp(buf, "hello", 5));
 
-	/* ctrl 74: the next write is one record of that type, via the cmsg */
+	/* ctrl 74: the next write is one record of that type, via the cmsg
+	 * (a warning alert that does not end the connection: user_canceled) */
 	CHECK_EQ(BIO_ctrl(bio, 74, KTLS_CT_ALERT, NULL), 1);
-	CHECK_EQ(BIO_write(bio, "\x01\x00", 2), 2);
+	CHECK_EQ(BIO_write(bio, "\x01\x5a", 2), 2);
 	CHECK_EQ(F.nctrl, 1);
 	CHECK_EQ(F.ctrl_type[0], KTLS_CT_ALERT);
 	CHECK_EQ(F.ctrl_len[0], 2);
 	CHECK_EQ(read(b, buf, sizeof(buf)), 2);
+	CHECK(!conn(bio)->wr_shut);
 	/* ... and only the next one */
 	CHECK_EQ(BIO_write(bio, "x", 1), 1);
 	CHECK_EQ(F.nctrl, 1);
@@ -422,7 +414,7 @@ static void case_faults(void)
 	/* the probe said yes but the ULP fails now */
 	fake_reset();
 	F.ulp_err = EPERM;
-	tcp_pair(&a, &b);
+	fake_pair(&a, &b);
 	bio = bridge(a, NULL);
 	CHECK_EQ(offer(bio, "AES-256-GCM", KTLS_TLS12, true), 0);
 	CHECK_EQ(conn(bio)->tx.st.reason, KTLS_R_ULP_UNAVAILABLE);
@@ -435,7 +427,7 @@ static void case_faults(void)
 
 	/* TX accepted, then RX refused: TX kernel, RX userspace */
 	fake_reset();
-	tcp_pair(&a, &b);
+	fake_pair(&a, &b);
 	bio = bridge(a, NULL);
 	F.rx_err = EINVAL;
 	CHECK_EQ(offer(bio, "CHACHA20-POLY1305", KTLS_TLS12, true), 1);
@@ -451,7 +443,7 @@ static void case_faults(void)
 
 	/* TLS_TX refused with ENOENT (crypto module missing) */
 	fake_reset();
-	tcp_pair(&a, &b);
+	fake_pair(&a, &b);
 	bio = bridge(a, NULL);
 	F.tx_err = ENOENT;
 	CHECK_EQ(offer(bio, "AES-128-CCM", KTLS_TLS12, true), 0);
@@ -464,7 +456,7 @@ static void case_faults(void)
 
 	/* any other TLS_TX error is the kernel refusing */
 	fake_reset();
-	tcp_pair(&a, &b);
+	fake_pair(&a, &b);
 	bio = bridge(a, NULL);
 	F.tx_err = ENOMEM;
 	CHECK_EQ(offer(bio, "AES-128-CCM", KTLS_TLS12, true), 0);
@@ -483,7 +475,7 @@ static void case_faults(void)
 
 	/* libssl hands a struct with an unknown cipher */
 	fake_reset();
-	tcp_pair(&a, &b);
+	fake_pair(&a, &b);
 	bio = bridge(a, NULL);
 	{
 		unsigned char junk[KTLS_MAX_INFO + 8] = { 0x03, 0x03, 0x63, 0x00 };
@@ -508,7 +500,7 @@ static void expect_policy(void (*tweak)(struct ktls_policy *), const char *ciphe
 	int a, b;
 	BIO *bio;
 
-	tcp_pair(&a, &b);
+	fake_pair(&a, &b);
 	bio = bridge(a, tweak);
 	CHECK_EQ(offer(bio, cipher, version, tx), want);
 	CHECK_EQ((tx ? conn(bio)->tx : conn(bio)->rx).st.reason, why);
@@ -564,7 +556,7 @@ static void case_keyupdate(void)
 
 	/* kernel cannot re-key, tls13 = always: explained end, alert sent */
 	fake_reset();
-	tcp_pair(&a, &b);
+	fake_pair(&a, &b);
 	bio = bridge(a, p_always);
 	CHECK_EQ(offer(bio, "AES-128-GCM", KTLS_TLS13, true), 1);
 	CHECK_EQ(BIO_ctrl(bio, 74, KTLS_CT_HANDSHAKE, NULL), 1);
@@ -584,7 +576,7 @@ static void case_keyupdate(void)
 	fake_reset();
 	F.rekey_err = 0;
 	fake_probe();
-	tcp_pair(&a, &b);
+	fake_pair(&a, &b);
 	bio = bridge(a, NULL);
 	CHECK_EQ(offer(bio, "AES-128-GCM", KTLS_TLS13, true), 1);
 	CHECK_EQ(ktls_secret_set(&conn(bio)->tx.secret, s0, 32, "SHA256"), 0);
@@ -770,7 +762,7 @@ static void no_proactive(void (*tweak)(struct ktls_policy *), uint16_t version,
 	BIO *bio;
 
 	fake_reset();
-	tcp_pair(&a, &b);
+	fake_pair(&a, &b);
 	bio = bridge(a, tweak);
 	CHECK_EQ(offer(bio, "AES-128-GCM", version, true), 1);
 	if (version == KTLS_TLS13)
@@ -1043,7 +1035,7 @@ static void case_userspace_accounting(void)
 	BIO *bio;
 
 	ktls_sys_set(NULL);
-	tcp_pair(&a, &b);
+	fake_pair(&a, &b);
 	bio = bridge(a, NULL);
 	/* split mid-header and mid-body */
 	CHECK_EQ(BIO_write(bio, recs, 3), 3);
@@ -1076,7 +1068,7 @@ static void case_attach_bad_input(void)
 	CHECK_EQ(ktls_conn_attach(ssl, us[0], NULL), -EPROTOTYPE);
 	t = socket(AF_INET, SOCK_STREAM, 0);
 	CHECK_EQ(ktls_conn_attach(ssl, t, NULL), -ENOTCONN);
-	tcp_pair(&a, &b);
+	fake_pair(&a, &b);
 	CHECK_EQ(ktls_conn_attach(ssl, a, NULL), 0);
 	CHECK_EQ(SSL_get_fd(ssl), a);
 	{
@@ -1148,11 +1140,39 @@ static void case_handoff_owed_keyupdate(void)
 	close(b);
 }
 
+/* A fatal alert libssl writes through the kernel is the connection's last
+ * record: the write side is shut behind it (the peer reads the alert, then
+ * EOF), and a non-blocking socket is not waited on. */
+static void case_fatal_alert_ends(void)
+{
+	uint8_t buf[64];
+	int a, b, fl;
+	BIO *bio;
+
+	fake_reset();
+	fake_pair(&a, &b);
+	bio = bridge(a, NULL);
+	CHECK_EQ(offer(bio, "AES-128-GCM", KTLS_TLS12, true), 1);
+	fl = fcntl(a, F_GETFL);
+	fcntl(a, F_SETFL, fl | O_NONBLOCK);
+	CHECK_EQ(BIO_ctrl(bio, 74, KTLS_CT_ALERT, NULL), 1);
+	CHECK_EQ(BIO_write(bio, "\x02\x0a", 2), 2);	/* fatal unexpected_message */
+	CHECK(conn(bio)->wr_shut);
+	CHECK(conn(bio)->lingered);
+	CHECK_EQ(conn(bio)->linger_end, KTLS_LINGER_TIMEOUT);	/* not waited on */
+	CHECK_EQ(read(b, buf, sizeof(buf)), 2);
+	CHECK_EQ(read(b, buf, sizeof(buf)), 0);	/* FIN right behind it */
+	BIO_free(bio);
+	close(a);
+	close(b);
+}
+
 int main(void)
 {
 	case_real_kernel();
 	case_contract_basics();
 	case_accept_both();
+	case_fatal_alert_ends();
 	case_faults();
 	case_policy();
 	case_keyupdate();

@@ -30,22 +30,6 @@ static void app_keylog(const SSL *ssl, const char *line)
 		app_secret_lines++;
 }
 
-static void tcp_pair(int *a, int *b)
-{
-	struct sockaddr_in sa = { .sin_family = AF_INET };
-	socklen_t len = sizeof(sa);
-	int l = socket(AF_INET, SOCK_STREAM, 0);
-
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	bind(l, (struct sockaddr *)&sa, sizeof(sa));
-	listen(l, 1);
-	getsockname(l, (struct sockaddr *)&sa, &len);
-	*a = socket(AF_INET, SOCK_STREAM, 0);
-	connect(*a, (struct sockaddr *)&sa, sizeof(sa));
-	*b = accept(l, NULL, NULL);
-	close(l);
-}
-
 static void make_cert(EVP_PKEY **pkey, X509 **cert)
 {
 	*pkey = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");

@@ -3,8 +3,11 @@
 #ifndef KTEST_H
 #define KTEST_H
 
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #define T_PASS 0
 #define T_SKIP 77
@@ -30,6 +33,23 @@ static int ktest_failures;
 			ktest_failures++;                                    \
 		}                                                            \
 	} while (0)
+
+/* A connected loopback TCP pair (*a connected to *b). */
+static inline void tcp_pair(int *a, int *b)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	socklen_t len = sizeof(sa);
+	int l = socket(AF_INET, SOCK_STREAM, 0);
+
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	bind(l, (struct sockaddr *)&sa, sizeof(sa));
+	listen(l, 1);
+	getsockname(l, (struct sockaddr *)&sa, &len);
+	*a = socket(AF_INET, SOCK_STREAM, 0);
+	connect(*a, (struct sockaddr *)&sa, sizeof(sa));
+	*b = accept(l, NULL, NULL);
+	close(l);
+}
 
 static inline int ktest_done(const char *name)
 {

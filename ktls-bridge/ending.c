@@ -1,0 +1,166 @@
+// SPDX-License-Identifier: MIT
+/*
+ * ending.c - the last record of a connection must reach the peer.
+ *
+ * A TCP socket closed while received data is still unread sends a reset
+ * and throws away whatever it had not sent yet.  A peer that is still
+ * writing when we end the connection (it sent a bad record and then data)
+ * is exactly that case, so a fatal alert written just before close() is
+ * often lost, and a small alert record can sit in the send queue behind
+ * Nagle's algorithm until then.
+ *
+ * So once the bridge has handed the kernel a connection's last record (a
+ * fatal alert, or close_notify):
+ *
+ *  1. shutdown(SHUT_WR): the record and a FIN go out now (the FIN pushes
+ *     the queue out with Nagle off); nothing more can be written anyway.
+ *  2. after a fatal alert, a lingering close: read and throw away what the
+ *     peer still sends until its FIN, for at most KTLS_LINGER_MS and
+ *     KTLS_LINGER_BYTES, so that the peer's writes keep succeeding until
+ *     it has read our alert and closes.  When the receive side cannot be
+ *     drained (the kernel's TLS receive path stopped on a bad record), wait
+ *     instead until the peer has acknowledged everything we sent, alert
+ *     and FIN included: a reset after that cannot take the alert back.
+ *
+ * A non-blocking socket is never waited on: the bridge shuts the write
+ * side and drains what is there; the caller keeps the descriptor open
+ * while it waits for readability (see ktls_conn_attach(3)).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/sockios.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include <openssl/crypto.h>
+
+#include "internal.h"
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Read and discard what is queued now.  1: the peer's FIN was read;
+ * 0: nothing more right now; -errno: the receive side cannot be read. */
+static int drain_now(struct ktls_conn *c, size_t *budget)
+{
+	uint8_t buf[KTLS_REC_MAX];
+	union ktls_cmsg_buf cbuf;
+
+	for (;;) {
+		struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
+		/* with kernel receive, control records need the cmsg room */
+		struct msghdr msg = {
+			.msg_iov = &iov, .msg_iovlen = 1,
+			.msg_control = cbuf.b, .msg_controllen = sizeof(cbuf.b),
+		};
+		ssize_t n = recvmsg(c->fd, &msg, MSG_DONTWAIT);
+
+		if (n == 0)
+			return 1;
+		if (n < 0) {
+			int e = errno;
+
+			return e == EAGAIN || e == EWOULDBLOCK || e == EINTR ? 0 : -e;
+		}
+		c->linger_bytes += (uint64_t)n;
+		if ((size_t)n >= *budget) {
+			*budget = 0;
+			return -ENOBUFS;
+		}
+		*budget -= (size_t)n;
+	}
+}
+
+/* Has the peer acknowledged all we sent (SIOCOUTQ counts unacked bytes)? */
+static bool all_acked(int fd)
+{
+	int outq = 0;
+
+	return ioctl(fd, SIOCOUTQ, &outq) < 0 || outq == 0;
+}
+
+static void linger(struct ktls_conn *c)
+{
+	int64_t deadline = now_ms() + KTLS_LINGER_MS;
+	size_t budget = KTLS_LINGER_BYTES;
+	bool can_read = true;
+	int fl = fcntl(c->fd, F_GETFL);
+	bool nonblock = fl >= 0 && (fl & O_NONBLOCK);
+
+	for (;;) {
+		int64_t left;
+		int ret;
+
+		if (can_read) {
+			ret = drain_now(c, &budget);
+			if (ret == 1) {
+				c->linger_end = KTLS_LINGER_PEER_FIN;
+				return;
+			}
+			if (ret < 0) {
+				ktls_trace("fd %d linger: stops reading (%s)", c->fd,
+					   ktls_errno_name(ret));
+				can_read = false;
+			}
+		}
+		if (!can_read && all_acked(c->fd)) {
+			c->linger_end = KTLS_LINGER_ACKED;
+			return;
+		}
+		left = deadline - now_ms();
+		if (nonblock || left <= 0) {
+			c->linger_end = KTLS_LINGER_TIMEOUT;
+			return;
+		}
+		if (can_read) {
+			struct pollfd p = { .fd = c->fd, .events = POLLIN | POLLRDHUP };
+
+			if (poll(&p, 1, (int)left) < 0 && errno != EINTR)
+				can_read = false;
+		} else {
+			/* no event tells us about acknowledgements: look again soon */
+			struct timespec ts = { 0, 2 * 1000 * 1000 };
+
+			nanosleep(&ts, NULL);
+		}
+	}
+}
+
+void ktls_conn_end(struct ktls_conn *c, bool fatal)
+{
+	if (c->fd < 0)
+		return;
+	if (!c->wr_shut) {
+		c->wr_shut = true;
+		shutdown(c->fd, SHUT_WR);
+	}
+	if (!fatal || c->lingered)
+		return;
+	c->lingered = true;
+	linger(c);
+	ktls_trace("fd %d ended after a fatal alert: %s, %llu bytes read and dropped", c->fd,
+		   c->linger_end == KTLS_LINGER_PEER_FIN ? "the peer closed" :
+		   c->linger_end == KTLS_LINGER_ACKED ? "the peer has the alert" : "time limit",
+		   (unsigned long long)c->linger_bytes);
+}
+
+ssize_t ktls_send_alert(struct ktls_conn *c, uint8_t level, uint8_t desc)
+{
+	const uint8_t rec[2] = { level, desc };
+	ssize_t n;
+
+	n = ktls_send_ctrl(c, KTLS_CT_ALERT, rec, sizeof(rec));
+	if (n == (ssize_t)sizeof(rec))
+		c->tx.st.records++;
+	return n;
+}
