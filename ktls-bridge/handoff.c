@@ -113,6 +113,7 @@ int ktls_conn_handoff(SSL *ssl)
 		}
 	}
 	c->handoff = true;
+	c->ssl = ssl;
 	ktls_trace("fd %d handed off: the application owns the data path", c->fd);
 	return 0;
 }
@@ -152,7 +153,12 @@ static int pay_keyupdate(struct ktls_conn *c)
 	return ret;
 }
 
-static int handshake_record(struct ktls_conn *c, const uint8_t *p, size_t len)
+/* defer: the reply that an update_requested is owed may wait for the
+ * next application data we hand up or send (ktls_conn_recv, which sees
+ * every record), so that a run of requests gets one reply (RFC 8446
+ * 4.6.3 allows that); an application that writes to the socket itself
+ * gets it at once. */
+static int handshake_record(struct ktls_conn *c, const uint8_t *p, size_t len, bool defer)
 {
 	struct ktls_hs_seen seen;
 	int ret;
@@ -171,27 +177,24 @@ static int handshake_record(struct ktls_conn *c, const uint8_t *p, size_t len)
 	 * non-blocking socket, with the next send, receive or KeyUpdate) */
 	if (seen.requested)
 		c->ku_owed = true;
+	if (defer)
+		return 0;
 	ret = pay_keyupdate(c);
 	return ktls_retryable(-ret) ? 0 : ret;
 }
 
-int ktls_conn_control(SSL *ssl, int type, const void *rec, size_t len)
+static int control(struct ktls_conn *c, int type, const uint8_t *p, size_t len, bool defer)
 {
-	struct ktls_conn *c = conn_of(ssl);
-	const uint8_t *p = rec;
-
-	if (!c || !c->handoff || (!rec && len))
-		return -EINVAL;
 	switch (type) {
 	case KTLS_CT_HANDSHAKE:
 		if (c->tx.st.version != KTLS_TLS13)
 			return fatal(c, ALERT_UNEXPECTED_MESSAGE, "TLS 1.2 renegotiation");
-		return handshake_record(c, p, len);
+		return handshake_record(c, p, len, defer);
 	case KTLS_CT_ALERT:
 		if (len != 2)	/* a message of the wrong length */
 			return fatal(c, ALERT_DECODE_ERROR, "malformed alert");
 		if (p[1] == ALERT_CLOSE_NOTIFY) {
-			ktls_conn_shutdown(ssl);
+			ktls_conn_shutdown(c->ssl);
 			ktls_dir_note(&c->rx, KTLS_R_PEER_CLOSED, 0, "close_notify");
 			return 1;
 		}
@@ -206,6 +209,15 @@ int ktls_conn_control(SSL *ssl, int type, const void *rec, size_t len)
 	default:
 		return fatal(c, ALERT_UNEXPECTED_MESSAGE, "unexpected record type");
 	}
+}
+
+int ktls_conn_control(SSL *ssl, int type, const void *rec, size_t len)
+{
+	struct ktls_conn *c = conn_of(ssl);
+
+	if (!c || !c->handoff || (!rec && len))
+		return -EINVAL;
+	return control(c, type, rec, len, false);
 }
 
 ssize_t ktls_conn_recv_record(SSL *ssl, void *buf, size_t len, int *type)
@@ -250,9 +262,6 @@ ssize_t ktls_conn_recv(SSL *ssl, void *buf, size_t len)
 			return -(c->rx.st.err ? c->rx.st.err : EPIPE);
 		if (c->eof)
 			return 0;
-		ret = pay_keyupdate(c);
-		if (ret && !ktls_retryable(-ret))
-			return ret;
 		/* a control record must come whole: small buffers go through ours */
 		if (len < KTLS_REC_MAX) {
 			if (!c->rbuf && !(c->rbuf = malloc(KTLS_REC_HDR + KTLS_REC_MAX)))
@@ -268,13 +277,18 @@ ssize_t ktls_conn_recv(SSL *ssl, void *buf, size_t len)
 			return 0;
 		}
 		if (type == KTLS_CT_APPDATA) {
+			/* the application may answer this data: a reply
+			 * we owe goes first (a full socket: with the next call) */
+			ret = pay_keyupdate(c);
+			if (ret && !ktls_retryable(-ret))
+				return ret;
 			if (dst == buf)
 				return n;
 			c->rlen = (size_t)n;
 			c->roff = 0;
 			continue;
 		}
-		ret = ktls_conn_control(ssl, type, dst, (size_t)n);
+		ret = control(c, type, dst, (size_t)n, true);
 		if (ret == 1) {
 			c->eof = true;
 			return 0;

@@ -152,10 +152,12 @@ struct ktls_policy {
 	enum ktls_tls13_mode tls13;	/* default auto */
 	bool prestage;		/* use TLS_*_NEXT when probed; default true */
 	uint64_t keyupdate_records;	/* proactive KeyUpdate after N records; 0 = only at the AEAD limit */
-	uint32_t storm_limit;	/* peer KeyUpdates per second tolerated; default 32,
+	uint32_t storm_limit;	/* peer KeyUpdates per second tolerated; default 1000,
 				 * 0 = no limit (the provider takes 1 and up) */
 	bool zerocopy_sendfile;	/* TLS_TX_ZEROCOPY_RO; default false */
 	bool rx_expect_no_pad;	/* TLS_RX_EXPECT_NO_PAD; default false */
+	uint32_t keyupdate_burst;	/* peer KeyUpdates in a row with no application
+					 * data between; default 32, 0 = no limit */
 };
 
 /* Built-in defaults. */

@@ -21,6 +21,7 @@
 #define KTLS_PARAM_PRESTAGE           "ktls-prestage"           /* int 0/1 */
 #define KTLS_PARAM_KEYUPDATE_RECORDS  "ktls-keyupdate-records"  /* uint64 */
 #define KTLS_PARAM_STORM_LIMIT        "ktls-storm-limit"        /* uint32 */
+#define KTLS_PARAM_KEYUPDATE_BURST    "ktls-keyupdate-burst"    /* uint32 */
 #define KTLS_PARAM_ZEROCOPY_SENDFILE  "ktls-zerocopy-sendfile"  /* int 0/1 */
 #define KTLS_PARAM_RX_EXPECT_NO_PAD   "ktls-rx-expect-no-pad"   /* int 0/1 */
 

@@ -26,7 +26,8 @@ void ktls_policy_default(struct ktls_policy *p)
 	p->tls13 = KTLS_TLS13_AUTO;
 	p->prestage = true;
 	p->keyupdate_records = 0;
-	p->storm_limit = 32;
+	p->storm_limit = 1000;
+	p->keyupdate_burst = 32;
 	p->zerocopy_sendfile = false;
 	p->rx_expect_no_pad = false;
 }
@@ -50,7 +51,7 @@ int ktls_policy_load(OSSL_LIB_CTX *libctx, struct ktls_policy *p)
 {
 	OSSL_PROVIDER *prov = NULL;
 	int offload = 1, tx = 1, rx = 1, prestage = 1, zc = 0, nopad = 0;
-	unsigned int mask = 0, storm = 0;
+	unsigned int mask = 0, storm = 0, burst = 0;
 	uint64_t kur = 0;
 	char tls13[16] = "";
 	OSSL_PARAM params[] = {
@@ -62,6 +63,7 @@ int ktls_policy_load(OSSL_LIB_CTX *libctx, struct ktls_policy *p)
 		OSSL_PARAM_int(KTLS_PARAM_PRESTAGE, &prestage),
 		OSSL_PARAM_uint64(KTLS_PARAM_KEYUPDATE_RECORDS, &kur),
 		OSSL_PARAM_uint(KTLS_PARAM_STORM_LIMIT, &storm),
+		OSSL_PARAM_uint(KTLS_PARAM_KEYUPDATE_BURST, &burst),
 		OSSL_PARAM_int(KTLS_PARAM_ZEROCOPY_SENDFILE, &zc),
 		OSSL_PARAM_int(KTLS_PARAM_RX_EXPECT_NO_PAD, &nopad),
 		OSSL_PARAM_END,
@@ -86,6 +88,7 @@ int ktls_policy_load(OSSL_LIB_CTX *libctx, struct ktls_policy *p)
 	p->prestage = prestage;
 	p->keyupdate_records = kur;
 	p->storm_limit = storm;
+	p->keyupdate_burst = burst;
 	p->zerocopy_sendfile = zc;
 	p->rx_expect_no_pad = nopad;
 	for (i = 0; i < sizeof(tls13_names) / sizeof(tls13_names[0]); i++)

@@ -21,8 +21,8 @@ static const char *const reason_text[KTLS_R__COUNT] = {
 	[KTLS_R_BAD_KEYS] = "libssl's key structure could not be parsed",
 	[KTLS_R_REKEY_FAILED] = "a KeyUpdate could not be installed in the kernel; connection ended",
 	[KTLS_R_PEER_CLOSED] = "connection ended by the peer",
-	[KTLS_R_KEYUPDATE_STORM] = "the peer sent more KeyUpdates per second than storm_limit; "
-				   "connection ended",
+	[KTLS_R_KEYUPDATE_STORM] = "the peer sent KeyUpdates beyond keyupdate_burst or "
+				   "storm_limit; connection ended",
 	[KTLS_R_KEY_MISMATCH] = "libssl offered a TLS 1.3 key that is not the next of the "
 				"bridge's chain; connection ended",
 	[KTLS_R_PROTOCOL] = "the peer broke the TLS protocol after the hand-off; "

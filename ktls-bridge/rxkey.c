@@ -11,9 +11,13 @@
  * follows both, so libssl never sees EKEYEXPIRED, and checks every key
  * libssl offers again against its own chain rather than trusting it.
  *
- * Storm guard: a peer that sends more than storm_limit KeyUpdates within
- * one second gets a fatal unexpected_message alert and the connection
- * ends, instead of having us re-key without end.
+ * Storm guard: a KeyUpdate costs the bridge a key derivation and one or
+ * two setsockopt calls, so a peer may send many, but not without end.
+ * The connection ends with a fatal unexpected_message alert when the peer
+ * sends more than keyupdate_burst KeyUpdates with no application data
+ * between them (nothing a real peer needs), or more than storm_limit in
+ * one second however much data comes along (far above what any real peer
+ * sends: they re-key per gigabytes or per hour).
  */
 #include "config.h"
 
@@ -40,16 +44,21 @@ static int storm_check(struct ktls_conn *c, int nku)
 {
 	struct ktls_dir *d = &c->rx;
 	uint64_t now = now_ns();
+	const char *why = NULL;
 
 	if (!d->storm_start || now - d->storm_start >= NSEC) {
 		d->storm_start = now;
 		d->storm_count = 0;
 	}
 	d->storm_count += (uint32_t)nku;
-	if (!c->policy.storm_limit || d->storm_count <= c->policy.storm_limit)
+	d->ku_run += (uint32_t)nku;
+	if (c->policy.keyupdate_burst && d->ku_run > c->policy.keyupdate_burst)
+		why = "more KeyUpdates without application data between them than keyupdate_burst";
+	else if (c->policy.storm_limit && d->storm_count > c->policy.storm_limit)
+		why = "more KeyUpdates in a second than storm_limit";
+	if (!why)
 		return 0;
-	ktls_conn_fatal(c, false, KTLS_R_KEYUPDATE_STORM, 0, ALERT_UNEXPECTED_MESSAGE,
-			"more KeyUpdates in a second than storm_limit");
+	ktls_conn_fatal(c, false, KTLS_R_KEYUPDATE_STORM, 0, ALERT_UNEXPECTED_MESSAGE, why);
 	errno = EPROTO;
 	return -EPROTO;
 }

@@ -6,7 +6,8 @@
  *
  * OpenSSL hands a provider only the keys it asks for, so unknown keys
  * cannot be listed; the likeliest slip, a '-' where the key has '_'
- * ("storm-limit"), is asked for too and rejected with a hint.
+ * ("storm-limit", "keyupdate-burst"), is asked for too and rejected with
+ * a hint.
  */
 #include "config.h"
 
@@ -28,6 +29,7 @@ enum cfg_key {
 	CFG_PRESTAGE,
 	CFG_KEYUPDATE_RECORDS,
 	CFG_STORM_LIMIT,
+	CFG_KEYUPDATE_BURST,
 	CFG_ZEROCOPY_SENDFILE,
 	CFG_RX_EXPECT_NO_PAD,
 	CFG_DEBUG,
@@ -43,6 +45,7 @@ static const char *const cfg_names[CFG__COUNT] = {
 	[CFG_PRESTAGE] = "prestage",
 	[CFG_KEYUPDATE_RECORDS] = "keyupdate_records",
 	[CFG_STORM_LIMIT] = "storm_limit",
+	[CFG_KEYUPDATE_BURST] = "keyupdate_burst",
 	[CFG_ZEROCOPY_SENDFILE] = "zerocopy_sendfile",
 	[CFG_RX_EXPECT_NO_PAD] = "rx_expect_no_pad",
 	[CFG_DEBUG] = "debug",
@@ -242,6 +245,15 @@ static int config_apply_key(struct ktls_provctx *pc, enum cfg_key k, const char 
 			return -EINVAL;
 		}
 		p->storm_limit = (uint32_t)u;
+		return 0;
+	case CFG_KEYUPDATE_BURST:
+		if (parse_u64(v, 0, UINT32_MAX, &u) < 0) {
+			bad_value(pc, k, v, "an unsigned decimal integer from 0 to 4294967295 "
+				  "(peer KeyUpdates in a row with no application data between; "
+				  "0 = no limit)");
+			return -EINVAL;
+		}
+		p->keyupdate_burst = (uint32_t)u;
 		return 0;
 	case CFG_CIPHERS:
 		if (parse_ciphers(v, &mask, bad, sizeof(bad)) < 0) {

@@ -64,6 +64,8 @@ void ktls_prov_trace_policy(const struct ktls_provctx *pc)
 			(unsigned long long)p->keyupdate_records,
 			p->keyupdate_records ? "" : " (only at the AEAD usage limit)");
 	ktls_prov_trace(pc, "storm_limit = %u", (unsigned)p->storm_limit);
+	ktls_prov_trace(pc, "keyupdate_burst = %u%s", (unsigned)p->keyupdate_burst,
+			p->keyupdate_burst ? "" : " (no limit)");
 	ktls_prov_trace(pc, "zerocopy_sendfile = %s", onoff(p->zerocopy_sendfile));
 	ktls_prov_trace(pc, "rx_expect_no_pad = %s", onoff(p->rx_expect_no_pad));
 	ktls_prov_trace(pc, "debug = on");

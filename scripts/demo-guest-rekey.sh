@@ -30,8 +30,8 @@ say "7. Hand-off mode: the kernel carries both directions, KeyUpdates run by the
 echo "After the handshake, ktls_conn_handoff() gives both keys to the kernel; the"
 echo "applications read and write the socket; KeyUpdates arriving are handed to the"
 echo "bridge, which has the next receive key staged already (TLS_RX_NEXT).  A KeyUpdate"
-echo "every 64 records here: the bridge's storm guard ends a connection whose peer"
-echo "sends more than 32 a second (storm_limit), and this VM moves ~600 records a second."
+echo "every 64 records here; the bridge's storm guard lets an eager peer through (data"
+echo "between its KeyUpdates) and ends only runs of KeyUpdates without data (keyupdate_burst)."
 echo "Kernel TLS counters before:  $(stat "$COUNTERS")"
 ktls-serve $C --port 4437 --echo --handoff --max-conns 1 --verbose 2>serveho.log &
 sleep 1

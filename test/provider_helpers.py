@@ -34,7 +34,8 @@ DEFAULTS = {
     "ktls-tls13": "auto",
     "ktls-prestage": "1",
     "ktls-keyupdate-records": "0",
-    "ktls-storm-limit": "32",
+    "ktls-storm-limit": "1000",
+    "ktls-keyupdate-burst": "32",
     "ktls-zerocopy-sendfile": "0",
     "ktls-rx-expect-no-pad": "0",
 }

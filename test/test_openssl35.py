@@ -104,13 +104,13 @@ run() {
 """ % GUEST_LIB
 
 GUEST_612 = GUEST_HEAD + r"""
-# ~37 KeyUpdates a second arrive here: above the storm guard's default (32)
-conf staged "storm_limit = 1000000"
-conf setagain "prestage = off
-storm_limit = 1000000"
+# ~37 KeyUpdates a second arrive here, with data between them: the storm
+# guard's defaults let them through
+conf staged ""
+conf setagain "prestage = off"
 run staged /root/staged.cnf "" -- --bytes 16M --keyupdate-every 16 --keyupdate-requested
 run setagain /root/setagain.cnf "" -- --bytes 16M --keyupdate-every 16 --keyupdate-requested
-conf handoff "storm_limit = 1000000"
+conf handoff ""
 run handoff /root/handoff.cnf --handoff -- --handoff --bytes 8M --keyupdate-every 16 \
     --keyupdate-requested
 """

@@ -116,6 +116,9 @@ GOOD = [
      "18446744073709551615"),
     ("storm_limit", "1", "ktls-storm-limit", "1"),
     ("storm_limit", "4294967295", "ktls-storm-limit", "4294967295"),
+    ("keyupdate_burst", "0", "ktls-keyupdate-burst", "0"),
+    ("keyupdate_burst", "1", "ktls-keyupdate-burst", "1"),
+    ("keyupdate_burst", "4294967295", "ktls-keyupdate-burst", "4294967295"),
 ]
 
 
@@ -133,8 +136,8 @@ def test_good_value_reflected(tmp_path, key, value, param, expected):
 def test_all_keys_together(tmp_path):
     keys = [("offload", "on"), ("tx", "on"), ("rx", "off"), ("ciphers", "AES-128-GCM"),
             ("tls13", "always"), ("prestage", "off"), ("keyupdate_records", "42"),
-            ("storm_limit", "7"), ("zerocopy_sendfile", "on"), ("rx_expect_no_pad", "on"),
-            ("debug", "off")]
+            ("storm_limit", "7"), ("keyupdate_burst", "5"), ("zerocopy_sendfile", "on"),
+            ("rx_expect_no_pad", "on"), ("debug", "off")]
     params = ph.provider_params(ph.write_conf(tmp_path, keys))
     assert params["ktls-rx"] == "0"
     assert params["ktls-ciphers"] == "AES-128-GCM"
@@ -143,6 +146,7 @@ def test_all_keys_together(tmp_path):
     assert params["ktls-prestage"] == "0"
     assert params["ktls-keyupdate-records"] == "42"
     assert params["ktls-storm-limit"] == "7"
+    assert params["ktls-keyupdate-burst"] == "5"
     assert params["ktls-zerocopy-sendfile"] == "1"
     assert params["ktls-rx-expect-no-pad"] == "1"
 
@@ -160,6 +164,8 @@ BAD += [("keyupdate_records", v, "accepted: an unsigned decimal integer")
         for v in ("-1", "ten", "1e6", "0x10", "18446744073709551616", "5 records", "")]
 BAD += [("storm_limit", v, "accepted: an unsigned decimal integer from 1 to 4294967295")
         for v in ("0", "-3", "4294967296", "abc", "")]
+BAD += [("keyupdate_burst", v, "accepted: an unsigned decimal integer from 0 to 4294967295")
+        for v in ("-1", "4294967296", "x", "1e3", "0x20", "32 updates", "")]
 
 
 def assert_refused(r, provs, message):
@@ -201,6 +207,7 @@ def test_every_bad_key_reported(tmp_path):
 
 
 @pytest.mark.parametrize("typo,key", [("storm-limit", "storm_limit"),
+                                      ("keyupdate-burst", "keyupdate_burst"),
                                       ("keyupdate-records", "keyupdate_records"),
                                       ("zerocopy-sendfile", "zerocopy_sendfile"),
                                       ("rx-expect-no-pad", "rx_expect_no_pad")])
@@ -233,7 +240,8 @@ def test_quiet_by_default(tmp_path):
 
 @pytest.mark.parametrize("how", ["env", "key"])
 def test_debug_logs_effective_settings(tmp_path, how):
-    keys = [("tls13", "never"), ("storm_limit", "9"), ("ciphers", "aes-128-gcm")]
+    keys = [("tls13", "never"), ("storm_limit", "9"), ("keyupdate_burst", "0"),
+            ("ciphers", "aes-128-gcm")]
     if how == "key":
         keys.append(("debug", "on"))
     conf = ph.write_conf(tmp_path, keys)
@@ -243,7 +251,8 @@ def test_debug_logs_effective_settings(tmp_path, how):
     assert "ktls-provider: activated, version 0.1.0" in err
     for line in ("offload = on", "tx = on", "rx = on", "ciphers = AES-128-GCM",
                  "tls13 = never", "prestage = on", "keyupdate_records = 0",
-                 "storm_limit = 9", "zerocopy_sendfile = off", "rx_expect_no_pad = off"):
+                 "storm_limit = 9", "keyupdate_burst = 0 (no limit)",
+                 "zerocopy_sendfile = off", "rx_expect_no_pad = off"):
         assert "ktls-provider: " + line + "\n" in err or "ktls-provider: " + line + " " in err
     # the probe ran lazily, when ktls-probe asked for a capability
     assert "ktls-provider: capabilities: kernel " + os.uname().release in err
@@ -370,7 +379,8 @@ def test_stock_openssl_interop(tmp_path, certs, version):
 
 MAN = os.path.join(ph.TOP, "man", "ktls-provider.7")
 EXAMPLE = os.path.join(ph.TOP, "provider", "ktls.cnf.example")
-KEYS = BOOL_KEYS + ["ciphers", "tls13", "keyupdate_records", "storm_limit", "debug"]
+KEYS = BOOL_KEYS + ["ciphers", "tls13", "keyupdate_records", "storm_limit", "keyupdate_burst",
+                    "debug"]
 
 
 def test_example_config_loads_with_the_defaults():
