@@ -36,12 +36,27 @@ VM_EXIT_PLATFORM = 125
 
 
 def ktls_expected():
-    return os.environ.get("KTLS_EXPECTED") == "1"
+    v = os.environ.get("KTLS_EXPECTED", "")
+    if v not in ("", "0", "1"):
+        raise pytest.UsageError("KTLS_EXPECTED=%r: use 1 (every part must run) or 0" % v)
+    return v == "1"
 
 
-def ktls_skip(reason):
-    """Skip because kTLS or the VM platform is unavailable; a failure when
-    KTLS_EXPECTED=1 says it must be available."""
+# The only skips that KTLS_EXPECTED=1 lets through: each key names a
+# documented reason why a part does not apply, not that it could not run.
+SKIP_ALLOWED = {
+    "kasan": "the KASAN + kmemleak run is opt-in (KTLS_KASAN=1): it takes minutes",
+    "host-has-ktls": "this host's kernel has kTLS, so the host tests of the userspace "
+                     "fallback and its reasons do not apply (the VM tests cover kTLS)",
+}
+
+
+def ktls_skip(reason, allowed=None):
+    """Every skip of the suite goes through here.  Under KTLS_EXPECTED=1 a
+    skip is a failure, unless `allowed` names an entry of SKIP_ALLOWED."""
+    if allowed is not None:
+        assert allowed in SKIP_ALLOWED, allowed
+        pytest.skip("%s (%s)" % (reason, SKIP_ALLOWED[allowed]))
     if ktls_expected():
         pytest.fail("KTLS_EXPECTED=1, but " + reason, pytrace=False)
     pytest.skip(reason)
@@ -52,6 +67,9 @@ def project_built():
 
 
 def pytest_configure(config):
+    if ktls_expected() and os.environ.get("KTLS_VM") == "0":
+        raise pytest.UsageError("KTLS_EXPECTED=1 asks for the VM tests and KTLS_VM=0 "
+                                "skips them: choose one")
     config.addinivalue_line("markers", "vm: boots a qemu guest through test/vm/vm-run")
     config.addinivalue_line("markers", "host: runs on this machine only (the default)")
 
@@ -64,6 +82,25 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(skip_vm)
         else:
             item.add_marker(pytest.mark.host)
+
+
+_vm_passed = []
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "call" and report.passed and "vm" in report.keywords:
+        _vm_passed.append(report.nodeid)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Under KTLS_EXPECTED=1 a run in which VM tests were collected but none
+    passed proves nothing about kTLS: fail it."""
+    collected = [i for i in getattr(session, "items", []) if "vm" in i.keywords]
+    if ktls_expected() and collected and not _vm_passed and exitstatus == 0:
+        session.config.get_terminal_writer().line(
+            "KTLS_EXPECTED=1: %d VM tests collected and none passed" % len(collected),
+            red=True)
+        session.exitstatus = 1
 
 
 class VMResult(tuple):

@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from conftest import ktls_skip
 from helpers import (app, free_port, host_has_ktls, make_cert, payload_lines, sha256,
                      wait_port)
 
@@ -34,7 +35,7 @@ def certs(tmp_path_factory):
 @pytest.fixture(scope="module")
 def fallback_only():
     if host_has_ktls():
-        pytest.skip("this host kernel has kTLS: the fallback-reason checks do not apply")
+        ktls_skip("this host kernel has kTLS", allowed="host-has-ktls")
 
 
 def version_args(version, cipher, ours):

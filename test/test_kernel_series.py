@@ -122,9 +122,9 @@ def test_rekey_stress(vm_run, patched_kernel, tmp_path):
     assert int(stats["TlsTxRekeyError"]) == 0 and int(stats["TlsRxRekeyError"]) == 0
 
 
-@pytest.mark.skipif(os.environ.get("KTLS_KASAN") != "1",
-                    reason="KASAN run is slow: set KTLS_KASAN=1")
 def test_kasan_kmemleak(vm_run, tmp_path, monkeypatch):
+    if os.environ.get("KTLS_KASAN") != "1":
+        ktls_skip("KASAN run not asked for: set KTLS_KASAN=1", allowed="kasan")
     kdir = build_kernel(kasan=True)
     monkeypatch.setenv("KTLS_VM_KASAN", "1")
     exe = build_stress(str(tmp_path), kdir)

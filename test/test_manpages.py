@@ -16,7 +16,7 @@ import subprocess
 
 import pytest
 
-from conftest import BUILDDIR, TOP
+from conftest import BUILDDIR, TOP, ktls_skip
 
 pytestmark = pytest.mark.host
 
@@ -101,7 +101,7 @@ def test_app_has_page(app):
 def test_app_long_options_documented(app):
     exe = os.path.join(BUILDDIR, "apps", app)
     if not os.access(exe, os.X_OK):
-        pytest.skip("%s is not built (KTLS_BUILDDIR=%s)" % (app, BUILDDIR))
+        ktls_skip("%s is not built (KTLS_BUILDDIR=%s)" % (app, BUILDDIR))
     r = subprocess.run([exe, "--help"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, text=True, timeout=30)
     assert r.returncode == 0, "%s --help: exit %d\n%s" % (app, r.returncode, r.stderr)
@@ -127,7 +127,7 @@ def test_pages_are_installed():
 @pytest.mark.parametrize("page", [os.path.basename(p) for p in pages()])
 def test_page_renders_without_warnings(page):
     if not shutil.which("groff"):
-        pytest.skip("groff is not installed")
+        ktls_skip("groff is not installed")
     path = os.path.join(MAN, page)
     target = so_target(path)
     if target:
