@@ -41,6 +41,8 @@
 
 #include "internal.h"
 
+int ktls_linger_ms = KTLS_LINGER_MS;
+
 static int64_t now_ms(void)
 {
 	struct timespec ts;
@@ -91,7 +93,7 @@ static bool all_acked(int fd)
 
 static void linger(struct ktls_conn *c)
 {
-	int64_t deadline = now_ms() + KTLS_LINGER_MS;
+	int64_t deadline = now_ms() + ktls_linger_ms;
 	size_t budget = KTLS_LINGER_BYTES;
 	bool can_read = true;
 	int fl = fcntl(c->fd, F_GETFL);

@@ -73,6 +73,9 @@ const struct ktls_rx_alert *ktls_rx_alert_for(int err);
 /* ending.c: bounds of the lingering close after a fatal alert */
 #define KTLS_LINGER_MS 2000
 #define KTLS_LINGER_BYTES (4u << 20)
+/* The time bound in use: KTLS_LINGER_MS; unit tests whose peers never
+ * close lower it, like the syscall seam.  Production code never changes it. */
+extern int ktls_linger_ms;
 
 /* A control-message buffer for one record-type byte, aligned for cmsghdr. */
 union ktls_cmsg_buf {
@@ -151,6 +154,9 @@ struct ktls_dir {
 	uint32_t ku_run;	/* RX: peer KeyUpdates since the last data record */
 	uint32_t ku_unkeyed;	/* RX: KeyUpdates seen that the kernel's key has
 				 * not followed yet (it pauses for each) */
+	uint32_t ku_ahead;	/* RX: keys installed for KeyUpdates not walked yet */
+	bool hs_unwalked;	/* RX: a handshake record went to the application
+				 * (hand-off) before ktls_conn_control walked it */
 };
 
 enum ktls_linger_end {

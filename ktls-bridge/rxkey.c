@@ -176,6 +176,12 @@ int ktls_rx_after_handshake(struct ktls_conn *c, const uint8_t *body, size_t len
 	hs_walk(&d->walk, body, len, seen);
 	d->st.keyupdates += (uint64_t)seen->keyupdates;
 	d->ku_unkeyed += (uint32_t)seen->keyupdates;
+	d->hs_unwalked = false;
+	/* keys installed at EKEYEXPIRED before this record was walked */
+	while (d->ku_ahead && d->ku_unkeyed) {
+		d->ku_ahead--;
+		d->ku_unkeyed--;
+	}
 	if (seen->alert) {
 		ktls_conn_fatal(c, false, KTLS_R_PROTOCOL, EPROTO, (uint8_t)seen->alert, seen->why);
 		errno = EPROTO;
@@ -210,6 +216,8 @@ static int rx_set_next(struct ktls_conn *c)
 	d->staged = false;
 	if (d->ku_unkeyed)
 		d->ku_unkeyed--;
+	else
+		d->ku_ahead++;	/* its record is still with the application */
 	/* A staged key is now the one in use: replace it, or drop it. */
 	if (ktls_key_stage(c, false) && was_staged) {
 		ret = ktls_key_unstage(c, false);
@@ -315,7 +323,7 @@ ssize_t ktls_rx_record(struct ktls_conn *c, void *buf, size_t cap, uint8_t *type
 		n = ktls_sys->recvmsg(c->fd, &msg, 0);
 		/* the kernel waits for the key after a KeyUpdate (6.14 UAPI) */
 		if (n < 0 && errno == EKEYEXPIRED && c->rx.st.version == KTLS_TLS13 &&
-		    c->rx.ku_unkeyed) {
+		    (c->rx.ku_unkeyed || c->rx.hs_unwalked)) {
 			c->rx.st.key_expired++;
 			if (ktls_rx_key_expired(c))
 				return -1;
@@ -346,6 +354,8 @@ ssize_t ktls_rx_record(struct ktls_conn *c, void *buf, size_t cap, uint8_t *type
 	if (*type == KTLS_CT_HANDSHAKE && run_hs &&
 	    ktls_rx_after_handshake(c, buf, (size_t)n, &seen))
 		return -1;	/* ended: the record is not handed up */
+	if (*type == KTLS_CT_HANDSHAKE && !run_hs)
+		c->rx.hs_unwalked = true;	/* ktls_conn_control walks it */
 	c->rx.st.records++;
 	c->rx.st.bytes += (uint64_t)n;
 	return n;

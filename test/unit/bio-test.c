@@ -235,6 +235,7 @@ static void fake_probe(void)
 static void fake_reset(void)
 {
 	memset(&F, 0, sizeof(F));
+	ktls_linger_ms = 20;	/* our peers never close: do not wait 2 s for them */
 	F.prestage_err = ENOPROTOOPT;
 	F.rekey_err = EBUSY;
 	ktls_sys_set(&fake_ops);
@@ -1167,12 +1168,116 @@ static void case_fatal_alert_ends(void)
 	close(b);
 }
 
+/* The kernel's receive errors: hand-off mode answers each with the alert
+ * of alert.c's table; a pause for a key no KeyUpdate explains ends the
+ * connection in both modes; a KeyUpdate record handed to the application
+ * (ktls_conn_recv_record) explains the pause before it is walked. */
+static SSL *handoff_ssl(BIO *bio, SSL_CTX **ctx)
+{
+	SSL *ssl;
+
+	*ctx = SSL_CTX_new(TLS_method());
+	ssl = SSL_new(*ctx);
+	SSL_set_bio(ssl, bio, bio);
+	conn(bio)->handoff = true;
+	conn(bio)->ssl = ssl;
+	return ssl;
+}
+
+static void case_rx_kernel_errors(void)
+{
+	static const uint8_t ku[] = { 24, 0, 0, 1, 0 };
+	static const struct { int err; const char *alert; } t[] = {
+		{ EBADMSG, "\x02\x14" }, { EMSGSIZE, "\x02\x16" }, { EINVAL, "\x02\x46" },
+		{ EIO, "\x02\x50" },
+	};
+	uint8_t s0[32], buf[KTLS_REC_HDR + KTLS_REC_MAX];
+	SSL_CTX *ctx;
+	SSL *ssl;
+	int a, b, type;
+	BIO *bio;
+
+	memset(s0, 0x77, sizeof(s0));
+	/* transparent: the kernel pauses though no KeyUpdate came */
+	bio = rx_bridge(&a, &b, s0, false, NULL);
+	F.rx_pending = 1;
+	CHECK_EQ(BIO_read(bio, buf, sizeof(buf)), -1);
+	CHECK_EQ(errno, EKEYEXPIRED);
+	CHECK_EQ(F.rx_sets[a], 1);		/* no key guessed */
+	CHECK_EQ(F.nctrl, 1);
+	CHECK(!memcmp(F.ctrl_data[0], "\x02\x0a", 2));	/* unexpected_message */
+	CHECK_EQ(conn(bio)->rx.st.reason, KTLS_R_PROTOCOL);
+	CHECK(conn(bio)->wr_shut);
+	BIO_free(bio);
+	close(a);
+	close(b);
+
+	/* hand-off: each receive error gets its alert, the socket error is
+	 * taken first so that the alert can go out */
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		bio = rx_bridge(&a, &b, s0, false, NULL);
+		ssl = handoff_ssl(bio, &ctx);
+		F.rec_err = t[i].err;
+		CHECK_EQ(ktls_conn_recv(ssl, buf, sizeof(buf)), -t[i].err);
+		CHECK_EQ(F.nctrl, 1);
+		CHECK(!memcmp(F.ctrl_data[0], t[i].alert, 2));
+		CHECK_EQ(conn(bio)->rx_kerr, t[i].err);
+		CHECK_EQ(conn(bio)->rx.st.reason, KTLS_R_PROTOCOL);
+		CHECK_EQ(conn(bio)->rx.st.err, t[i].err);
+		CHECK(conn(bio)->dead && conn(bio)->lingered);
+		SSL_free(ssl);
+		SSL_CTX_free(ctx);
+		close(a);
+		close(b);
+	}
+	/* ... but not when the transport is gone */
+	bio = rx_bridge(&a, &b, s0, false, NULL);
+	ssl = handoff_ssl(bio, &ctx);
+	F.rec_err = ECONNRESET;
+	CHECK_EQ(ktls_conn_recv(ssl, buf, sizeof(buf)), -ECONNRESET);
+	CHECK_EQ(F.nctrl, 0);
+	SSL_free(ssl);
+	SSL_CTX_free(ctx);
+	close(a);
+	close(b);
+
+	/* ktls_conn_recv_record hands up the KeyUpdate; the next read meets
+	 * EKEYEXPIRED before ktls_conn_control walked it: still the peer's
+	 * KeyUpdate, so the next key goes in, and the walk later agrees */
+	bio = rx_bridge(&a, &b, s0, false, NULL);
+	ssl = handoff_ssl(bio, &ctx);
+	rx_record(KTLS_CT_HANDSHAKE, ku, sizeof(ku));
+	CHECK_EQ(ktls_conn_recv_record(ssl, buf, sizeof(buf), &type), 5);
+	CHECK_EQ(type, KTLS_CT_HANDSHAKE);
+	CHECK_EQ(F.rx_pending, 1);
+	rx_record(KTLS_CT_APPDATA, "hello", 5);
+	CHECK_EQ(ktls_conn_recv_record(ssl, buf, sizeof(buf), &type), 5);
+	CHECK_EQ(type, KTLS_CT_APPDATA);
+	CHECK_EQ(F.rx_sets[a], 2);
+	CHECK_EQ(conn(bio)->rx.ku_ahead, 1);
+	CHECK_EQ(ktls_conn_control(ssl, KTLS_CT_HANDSHAKE, ku, sizeof(ku)), 0);
+	CHECK_EQ(conn(bio)->rx.ku_ahead, 0);
+	CHECK_EQ(conn(bio)->rx.ku_unkeyed, 0);
+	CHECK_EQ(conn(bio)->rx.st.keyupdates, 1);
+	CHECK_EQ(F.nctrl, 0);			/* no alert */
+	/* a second pause with nothing to explain it ends the connection */
+	F.rx_pending = 1;
+	CHECK_EQ(ktls_conn_recv_record(ssl, buf, sizeof(buf), &type), -EKEYEXPIRED);
+	CHECK_EQ(F.rx_sets[a], 2);
+	CHECK(!memcmp(F.ctrl_data[0], "\x02\x0a", 2));
+	SSL_free(ssl);
+	SSL_CTX_free(ctx);
+	close(a);
+	close(b);
+}
+
 int main(void)
 {
 	case_real_kernel();
 	case_contract_basics();
 	case_accept_both();
 	case_fatal_alert_ends();
+	case_rx_kernel_errors();
 	case_faults();
 	case_policy();
 	case_keyupdate();
