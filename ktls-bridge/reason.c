@@ -43,8 +43,10 @@ const char *ktls_mode_str(enum ktls_mode m)
 		return "kernel-sw";
 	case KTLS_MODE_KERNEL_HW:
 		return "kernel-hw";
-	default:
+	case KTLS_MODE_USERSPACE:
 		return "userspace";
+	default:
+		return "unknown";
 	}
 }
 

@@ -26,7 +26,7 @@ if [ "${KTLS_QUICK:-0}" != 1 ]; then
 		make -s -C "$top/_build-asan" check
 
 	step "unit tests and an interop run under valgrind"
-	for t in cipher-test secret-test bio-test conn-test ending-test; do
+	for t in cipher-test secret-test bio-test conn-test ending-test reason-test; do
 		"$KTLS_BUILDDIR/libtool" --mode=execute valgrind -q --error-exitcode=99 \
 			--leak-check=full --errors-for-leak-kinds=definite \
 			"$KTLS_BUILDDIR/test/unit/$t" >/dev/null
