@@ -12,6 +12,7 @@ The provider therefore prints its errors on stderr; the tests assert that.
 import hashlib
 import json
 import os
+import re
 import subprocess
 
 import pytest
@@ -402,4 +403,5 @@ def test_man_page_documents_every_key_and_param(tmp_path):
         entry = section[1].split("\n.TP\n", 1)[0]
         assert "Default:" in entry and "Example:" in entry, key
     for param in ph.provider_params(ph.write_conf(tmp_path)):
-        assert param in man, param
+        # a whole name: "ktls-rx" must not pass inside "ktls-rx-expect-no-pad"
+        assert re.search(r"(?<![\w-])%s(?![\w-])" % re.escape(param), man), param

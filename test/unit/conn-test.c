@@ -4,7 +4,7 @@
  * loopback TCP on this host (fallback path: the host kernel has no kTLS).
  * Checks that the application's own key-log callback still fires after
  * ktls_ctx_setup(), that the bridge captured both directions' TLS 1.3
- * traffic secrets, that data and KeyUpdates flow, and that the probe cache is shared across threads.
+ * traffic secrets, that data and KeyUpdates flow, and that the first probe, raced by 8 threads with the cache empty, yields one result.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -64,8 +64,11 @@ static void *server_main(void *p)
 	return NULL;
 }
 
+static pthread_barrier_t probe_start;
+
 static void *probe_thread(void *p)
 {
+	pthread_barrier_wait(&probe_start);	/* all ask at once, cache empty */
 	*(const struct ktls_caps **)p = ktls_probe();
 	return NULL;
 }
@@ -147,20 +150,25 @@ int main(void)
 	X509 *cert;
 	int i;
 
+	/* the first probe raced by 8 threads: one result, shared by all */
+	pthread_barrier_init(&probe_start, NULL, 8);
+	for (i = 0; i < 8; i++)
+		pthread_create(&th[i], NULL, probe_thread, &seen[i]);
+	for (i = 0; i < 8; i++)
+		pthread_join(th[i], NULL);
+	pthread_barrier_destroy(&probe_start);
+	first = seen[0];
+	for (i = 0; i < 8; i++)
+		CHECK(seen[i] == first && first != NULL);
+	CHECK(ktls_probe() == first);
 	if (!ktls_probe()->ulp)
 		printf("conn-test: host kernel has no kTLS: testing the fallback path\n");
 	make_cert(&pkey, &cert);
 	run(TLS1_2_VERSION, pkey, cert);
 	run(TLS1_3_VERSION, pkey, cert);
 
-	/* one cached probe result, shared by all threads; refresh replaces it */
-	first = ktls_probe();
-	for (i = 0; i < 8; i++)
-		pthread_create(&th[i], NULL, probe_thread, &seen[i]);
-	for (i = 0; i < 8; i++) {
-		pthread_join(th[i], NULL);
-		CHECK(seen[i] == first);
-	}
+	/* the cache held through the connections; refresh replaces it */
+	CHECK(ktls_probe() == first);
 	CHECK(ktls_probe_refresh() != first);
 	CHECK(ktls_probe() != first);
 	CHECK(first->kernel[0] != 0);	/* old results stay readable */

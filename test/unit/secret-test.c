@@ -114,5 +114,8 @@ int main(void)
 
 	ktls_secret_wipe(&sec);
 	CHECK_EQ(sec.len, 0);
+	/* the bytes, not only the length */
+	for (size_t i = 0; i < sizeof(sec.s); i++)
+		CHECK_EQ(sec.s[i], 0);
 	return ktest_done("secret-test");
 }
