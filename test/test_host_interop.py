@@ -7,6 +7,7 @@ kernel path.  Every transfer is checked byte for byte (sha256 both ends).
 
 import json
 import os
+import re
 import subprocess
 import threading
 import time
@@ -87,15 +88,18 @@ def test_probe_usage():
 
 
 @pytest.mark.parametrize("version,cipher", CASES)
-def test_serve_with_stock_s_client(certs, fallback_only, version, cipher):
-    """ktls-serve --echo <-> openssl s_client; TLS 1.3 gets k/K KeyUpdates."""
+def test_serve_with_stock_s_client(certs, fallback_only, version, cipher, tmp_path):
+    """ktls-serve --echo <-> openssl s_client; TLS 1.3 gets k/K KeyUpdates,
+    and s_client's message trace shows the server's answer to each K."""
     serve, port = start_serve(certs, "--echo", "--max-conns", "1",
                               *(["--ciphersuites", ALL13] if version == "1.3"
                                 else ["--cipher", cipher]))
     lines = payload_lines(1 << 20, seed=len(cipher))
     expect = b"".join(lines)
+    msgs = tmp_path / "s_client.msg"
     client = subprocess.Popen(["openssl", "s_client", "-connect", "127.0.0.1:%d" % port,
-                               "-quiet", "-no_ign_eof", *version_args(version, cipher, False)],
+                               "-quiet", "-no_ign_eof", "-msg", "-msgfile", str(msgs),
+                               *version_args(version, cipher, False)],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE)
     # s_client takes a command only when its stdin read starts with it, so
@@ -139,6 +143,13 @@ def test_serve_with_stock_s_client(certs, fallback_only, version, cipher):
         # OpenSSL 3.0 never offers TLS 1.3 receive keys
         assert res["status"]["rx"]["reason_code"] in ("not-offered", "ulp-unavailable")
         assert cerr.count("KEYUPDATE") == cmds and cmds > 0
+        # the effect, not s_client announcing its own command: it sent one
+        # KeyUpdate per k/K, and the server answered each K (update_requested)
+        trace = msgs.read_text()
+        sent = len(re.findall(r"^>>> .*KeyUpdate", trace, re.M))
+        answered = len(re.findall(r"^<<< .*KeyUpdate", trace, re.M))
+        assert sent == cmds, trace[-1500:]
+        assert answered == cmds // 2, trace[-1500:]
 
 
 def s_server(certs, port, version, cipher, *extra, cwd=None):
