@@ -30,7 +30,7 @@ import pytest
 
 from conftest import TOP, ktls_skip
 from helpers import GUEST_PROVIDER_CONF, app, free_port, make_cert, wait_port
-from vm_helpers import delta, run_guest_script, tagged_lines
+from vm_helpers import app_fill, delta, prefix_sha256, run_guest_script, tagged_lines
 
 SCRIPT = os.path.join(TOP, "scripts", "openssl-next.sh")
 GUEST_LIB = "/root/ossl35"
@@ -92,7 +92,7 @@ run() {
     stats $n.before
     OPENSSL_CONF=$cf ktls-serve --cert $C --key $K --port 4433 --echo --json --max-conns 1 \
         $sa > $n.s 2> $n.serr &
-    sleep 1
+    waitlisten $n.serr
     OPENSSL_CONF=$cf ktls-client --json --tls1_3 "$@" 127.0.0.1:4433 > $n.c 2> $n.cerr ||
         echo "client $n failed: $?"
     wait
@@ -230,4 +230,6 @@ def test_debian61_libssl35_always_ends_at_the_first_keyupdate(guest61):
     assert "alert internal error" in errs, errs
     assert "reset by peer" not in errs, errs
     assert c["bytes_received"] < c["bytes_sent"] < 4 << 20
+    assert c["sha256_received"] == prefix_sha256(app_fill(c["bytes_sent"]),
+                                                 c["bytes_received"])
     assert d["TlsDecryptError"] == 0

@@ -9,6 +9,7 @@ records) must survive the valid ones byte for byte, with the kernel's
 receive key moved, and answer the others with the right fatal alert
 (RFC 8446 4.6.3, 5.1, 6.2), which the crafted server reports."""
 
+import hashlib
 import json
 import os
 
@@ -58,6 +59,12 @@ def guest(vm_platform, tmp_path_factory):
     return res
 
 
+def served(n):
+    """The first n bytes crafted-server sends: 16 KiB chunks of one letter
+    each, 'a', 'b', ... (send_data in test/peer/crafted-server.c)."""
+    return bytes(ord("a") + (i // 16384) % 26 for i in range(n))
+
+
 def outcome(guest, sc):
     srv, cli = guest[(sc, "SRV")], guest[(sc, "CLI")]
     print("\n[vm_crafted] %s: server %s\n  client rc %d, rx %s"
@@ -92,6 +99,7 @@ def test_bad_keyupdates_get_the_right_alert(guest, sc, alert, why):
     assert srv["alert"] == alert
     # what arrived before is intact: the first 64 KiB, as sent
     assert cli["bytes_received"] == 64 << 10
+    assert cli["sha256_received"] == hashlib.sha256(served(64 << 10)).hexdigest()
 
 
 def test_keyupdate_storm_is_cut_off(guest):
@@ -102,3 +110,4 @@ def test_keyupdate_storm_is_cut_off(guest):
     assert rx["keyupdates"] == 33 and rx["rekeys"] == 32
     assert srv["alert"] == 10
     assert cli["bytes_received"] == 64 << 10
+    assert cli["sha256_received"] == hashlib.sha256(served(64 << 10)).hexdigest()

@@ -24,14 +24,12 @@ ephemeral ports) is never hit.
      KeyUpdate goes through EKEYEXPIRED and TLS_RX; the connection survives
 One boot; each case's tls_stat is read before and after."""
 
-import hashlib
-import json
 
 import pytest
 
 from helpers import GUEST_PROVIDER_CONF
-from vm_helpers import (FAULT_SHIM_GUEST, GUEST_LIB, fault_shim_put, run_guest_script,
-                        tagged_lines)
+from vm_helpers import (FAULT_SHIM_GUEST, GUEST_LIB, app_fill, fault_shim_put,
+                        prefix_sha256, run_guest_script, tagged_lines)
 
 pytestmark = pytest.mark.vm
 
@@ -82,14 +80,6 @@ run g /dev/null TLS_RX_NEXT:2:ENOMEM "" "$H13" "$HS"
 echo "DONE - {}"
 """
 
-
-def app_fill(n):
-    """The first n bytes of ktls-client's data (apps/common.c app_fill)."""
-    return bytes(((x * 2654435761 >> 13) ^ (x >> 8)) & 0xff for x in range(n))
-
-
-def prefix_sha256(data, n):
-    return hashlib.sha256(data[:n]).hexdigest()
 
 
 def parse(out):

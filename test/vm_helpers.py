@@ -2,6 +2,7 @@
 sections, /proc/net/tls_stat parsing, the sock_diag modules that vm-run does
 not load, and a guest whose stdout is read while it runs (host-driven peers)."""
 
+import hashlib
 import json
 import os
 import re
@@ -99,6 +100,15 @@ def tls_stat(text):
             stat[f[0]] = int(f[1])
     assert "TlsTxSw" in stat, "not a tls_stat dump: %r" % text[:200]
     return stat
+
+
+def app_fill(n):
+    """The first n bytes of ktls-client's data (apps/common.c app_fill)."""
+    return bytes(((x * 2654435761 >> 13) ^ (x >> 8)) & 0xff for x in range(n))
+
+
+def prefix_sha256(data, n):
+    return hashlib.sha256(data[:n]).hexdigest()
 
 
 def delta(before, after):
