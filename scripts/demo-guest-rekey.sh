@@ -7,6 +7,8 @@ exec 2>&1	# one stream, in order
 cd /root
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 stat() { grep -E "$1" /proc/net/tls_stat | awk '{printf "%s=%s ", $1, $2}'; echo; }
+# until the port listens (never a fixed sleep)
+waitport() { i=0; while ! ss -ltnH "( sport = :$1 )" 2>/dev/null | grep -q .; do i=$((i+1)); [ $i -gt 600 ] && return 1; sleep 0.05; done; }
 C="--cert certs/cert.pem --key certs/key.pem"
 COUNTERS='TlsTxRekeyOk|TlsRxRekeyOk|TlsTxStagedSwitch|TlsRxStagedSwitch|TlsRxRekeyReceived'
 
@@ -20,7 +22,7 @@ echo "Each KeyUpdate libssl writes is sent by the kernel under the old key, then
 echo "kernel switches to the next key the bridge staged for it (TLS_TX_NEXT)."
 echo "Kernel TLS counters before:  $(stat "$COUNTERS")"
 ktls-serve $C --port 4436 --echo --max-conns 1 --verbose 2>serve13k.log &
-sleep 1
+waitport 4436
 ktls-client --tls1_3 --bytes 8M --keyupdate-every 16 --keyupdate-requested 127.0.0.1:4436
 wait
 echo "server side:"; sed -n '2,$p' serve13k.log
@@ -34,7 +36,7 @@ echo "every 64 records here; the bridge's storm guard lets an eager peer through
 echo "between its KeyUpdates) and ends only runs of KeyUpdates without data (keyupdate_burst)."
 echo "Kernel TLS counters before:  $(stat "$COUNTERS")"
 ktls-serve $C --port 4437 --echo --handoff --max-conns 1 --verbose 2>serveho.log &
-sleep 1
+waitport 4437
 ktls-client --handoff --tls1_3 --bytes 16M --keyupdate-every 64 --keyupdate-requested \
 	127.0.0.1:4437
 wait

@@ -5,6 +5,8 @@ exec 2>&1	# one stream, in order
 cd /root
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 stat() { grep -E "$1" /proc/net/tls_stat | awk '{printf "%s=%s ", $1, $2}'; echo; }
+# until the port listens (never a fixed sleep)
+waitport() { i=0; while ! ss -ltnH "( sport = :$1 )" 2>/dev/null | grep -q .; do i=$((i+1)); [ $i -gt 600 ] && return 1; sleep 0.05; done; }
 
 say "1. What can this kernel offload?  (ktls-probe)"
 ktls-probe
@@ -17,7 +19,7 @@ say "2. TLS 1.2, AES-128-GCM, 8 MiB echoed through the kernel"
 echo "Kernel TLS counters before:  $(stat 'TlsTxSw|TlsRxSw')"
 ktls-serve --cert certs/cert.pem --key certs/key.pem --port 4433 --echo --max-conns 1 \
 	--verbose 2>serve.log &
-sleep 1
+waitport 4433
 ktls-client --tls1_2 --cipher ECDHE-ECDSA-AES128-GCM-SHA256 --bytes 8M 127.0.0.1:4433
 wait
 echo "server side:"; sed -n '2,$p' serve.log
@@ -30,7 +32,7 @@ echo "This kernel cannot re-key TLS 1.3, so policy 'auto' keeps TLS 1.3 in users
 echo "and says why; stock OpenSSL + kTLS would drop the connection at the first KeyUpdate."
 ktls-serve --cert certs/cert.pem --key certs/key.pem --port 4434 --echo --max-conns 1 \
 	--verbose 2>serve13.log &
-sleep 1
+waitport 4434
 ktls-client --tls1_3 --bytes 4M --keyupdate-every 16 --keyupdate-requested 127.0.0.1:4434
 wait
 echo "server side:"; sed -n '2,$p' serve13.log
@@ -39,7 +41,7 @@ say "4. A cipher the kernel lacks: ChaCha20-Poly1305 without its module"
 echo "(this guest was booted without chacha20poly1305: the bridge falls back, with the reason)"
 ktls-serve --cert certs/cert.pem --key certs/key.pem --port 4435 --echo --max-conns 1 \
 	2>/dev/null &
-sleep 1
+waitport 4435
 ktls-client --tls1_2 --cipher ECDHE-ECDSA-CHACHA20-POLY1305 --bytes 2M 127.0.0.1:4435
 wait
 say "done"

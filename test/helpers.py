@@ -95,6 +95,14 @@ def payload_lines(nbytes, seed=1):
 # Guest shell (dash): `conf NAME "KEY = VALUE"` writes /root/NAME.cnf, an
 # openssl.cnf that loads the installed "ktls" provider with that setting.
 GUEST_PROVIDER_CONF = r"""
+# waitlisten FILE: until the server whose stderr is FILE says it listens
+waitlisten() {
+    i=0
+    while ! grep -q listening "$1" 2>/dev/null; do
+        i=$((i+1)); [ $i -gt 600 ] && { echo "never listened: $1"; cat "$1"; return 1; }
+        sleep 0.05
+    done
+}
 mod=$(find / -xdev -name ktls.so -path '*ossl-modules*' 2>/dev/null | head -n1)
 [ -n "$mod" ] || { echo "ktls.so not installed in the guest"; exit 3; }
 conf() {

@@ -18,7 +18,7 @@ conf notx "tx = off"
 run() {  # name client-args
     OPENSSL_CONF=/root/$1.cnf ktls-serve --cert certs/cert.pem --key certs/key.pem \
         --port 4433 --echo --max-conns 1 --json > $1.serve 2>$1.err &
-    sleep 1
+    waitlisten $1.err
     OPENSSL_CONF=/root/$1.cnf ktls-client --json --bytes 1M $2 127.0.0.1:4433 > $1.client
     wait
     echo "$1 CLIENT $(cat $1.client)"

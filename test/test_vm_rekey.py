@@ -32,7 +32,7 @@ run() {
     stats $1.before
     OPENSSL_CONF=${2:-/dev/null} ktls-serve --cert certs/cert.pem --key certs/key.pem \
         --port 4433 --echo --json --max-conns 2 > $1.serve 2> $1.err &
-    sleep 1
+    waitlisten $1.err
     OPENSSL_CONF=${2:-/dev/null} ktls-client --json --tls1_3 --bytes 8M $3 \
         127.0.0.1:4433 > $1.c1 || echo "client1 failed: $?"
     OPENSSL_CONF=${2:-/dev/null} ktls-client --json --tls1_3 \
@@ -52,7 +52,7 @@ long() {
     stats $1.before
     OPENSSL_CONF=${2:-/dev/null} ktls-serve --cert certs/cert.pem --key certs/key.pem \
         --port 4433 --echo --json --max-conns 1 > $1.serve 2> $1.err &
-    sleep 1
+    waitlisten $1.err
     OPENSSL_CONF=${2:-/dev/null} ktls-client --json --tls1_3 --bytes 64M --timeout 300 \
         --keyupdate-every 4 --keyupdate-requested 127.0.0.1:4433 > $1.c1 || echo "client failed: $?"
     wait
@@ -72,7 +72,7 @@ grep -v '^^rekey' g.in > g.expect
 stats gnutls.before
 ktls-serve --cert certs/cert.pem --key certs/key.pem --port 4433 --echo --json \
     --max-conns 1 > gnutls.serve 2> gnutls.err &
-sleep 1
+waitlisten gnutls.err
 # (slowly: GnuTLS ends a connection that gets more than 8 KeyUpdates in a
 # second, "Too many handshake packets", and each ^rekey^ brings one back)
 (while read -r line; do echo "$line"; case $line in ^rekey*) sleep 0.2;; esac; done < g.in; sleep 3) |
