@@ -18,9 +18,10 @@
  *     peer still sends until its FIN, for at most KTLS_LINGER_MS and
  *     KTLS_LINGER_BYTES, so that the peer's writes keep succeeding until
  *     it has read our alert and closes.  When the receive side cannot be
- *     drained (the kernel's TLS receive path stopped on a bad record), wait
- *     instead until the peer has acknowledged everything we sent, alert
- *     and FIN included: a reset after that cannot take the alert back.
+ *     drained (the kernel's TLS receive path stopped on a bad record, or
+ *     waits for a key it will not get), wait for the peer's FIN without
+ *     reading, within the same bound: a peer still writing then fills our
+ *     receive window rather than meeting a reset before it reads the alert.
  *
  * A non-blocking socket is never waited on: the bridge shuts the write
  * side and drains what is there; the caller keeps the descriptor open
@@ -91,6 +92,14 @@ static bool all_acked(int fd)
 	return ioctl(fd, SIOCOUTQ, &outq) < 0 || outq == 0;
 }
 
+/* Has the peer's FIN arrived (whether or not its data was read)? */
+static bool peer_fin(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLRDHUP };
+
+	return poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP));
+}
+
 static void linger(struct ktls_conn *c)
 {
 	int64_t deadline = now_ms() + ktls_linger_ms;
@@ -115,13 +124,14 @@ static void linger(struct ktls_conn *c)
 				can_read = false;
 			}
 		}
-		if (!can_read && all_acked(c->fd)) {
-			c->linger_end = KTLS_LINGER_ACKED;
+		if (!can_read && peer_fin(c->fd)) {
+			c->linger_end = KTLS_LINGER_PEER_FIN;
 			return;
 		}
 		left = deadline - now_ms();
 		if (nonblock || left <= 0) {
-			c->linger_end = KTLS_LINGER_TIMEOUT;
+			c->linger_end = !can_read && all_acked(c->fd) ? KTLS_LINGER_ACKED :
+					KTLS_LINGER_TIMEOUT;
 			return;
 		}
 		if (can_read) {
@@ -130,7 +140,8 @@ static void linger(struct ktls_conn *c)
 			if (poll(&p, 1, (int)left) < 0 && errno != EINTR)
 				can_read = false;
 		} else {
-			/* no event tells us about acknowledgements: look again soon */
+			/* readability says nothing here (the records wait for a key,
+			 * or the kernel stopped): look for the peer's FIN again soon */
 			struct timespec ts = { 0, 2 * 1000 * 1000 };
 
 			nanosleep(&ts, NULL);
