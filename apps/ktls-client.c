@@ -464,6 +464,10 @@ int main(int argc, char **argv)
 			app_ssl_errors(prog, "the transfer");
 		else if (errno)
 			fprintf(stderr, "%s: last error: %s\n", prog, strerror(errno));
+		/* The socket is non-blocking, so the bridge did not wait after
+		 * its fatal alert: wait now, or close() could reset the
+		 * connection before the server has read why it ended. */
+		ktls_conn_linger(ssl, -1);
 	} else {
 		/* Wait for the peer to finish: closing with its KeyUpdates or
 		 * tickets unread would reset the connection and lose our data. */

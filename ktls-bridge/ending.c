@@ -100,13 +100,12 @@ static bool peer_fin(int fd)
 	return poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP));
 }
 
-static void linger(struct ktls_conn *c)
+/* wait: block (in poll, whatever O_NONBLOCK says) for up to ms */
+static void linger(struct ktls_conn *c, int ms, bool wait)
 {
-	int64_t deadline = now_ms() + ktls_linger_ms;
+	int64_t deadline = now_ms() + ms;
 	size_t budget = KTLS_LINGER_BYTES;
 	bool can_read = true;
-	int fl = fcntl(c->fd, F_GETFL);
-	bool nonblock = fl >= 0 && (fl & O_NONBLOCK);
 
 	for (;;) {
 		int64_t left;
@@ -129,7 +128,7 @@ static void linger(struct ktls_conn *c)
 			return;
 		}
 		left = deadline - now_ms();
-		if (nonblock || left <= 0) {
+		if (!wait || left <= 0) {
 			c->linger_end = !can_read && all_acked(c->fd) ? KTLS_LINGER_ACKED :
 					KTLS_LINGER_TIMEOUT;
 			return;
@@ -149,6 +148,21 @@ static void linger(struct ktls_conn *c)
 	}
 }
 
+static bool is_nonblocking(int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+
+	return fl >= 0 && (fl & O_NONBLOCK);
+}
+
+static void trace_end(const struct ktls_conn *c)
+{
+	ktls_trace("fd %d ended after a fatal alert: %s, %llu bytes read and dropped", c->fd,
+		   c->linger_end == KTLS_LINGER_PEER_FIN ? "the peer closed" :
+		   c->linger_end == KTLS_LINGER_ACKED ? "the peer has the alert" : "time limit",
+		   (unsigned long long)c->linger_bytes);
+}
+
 void ktls_conn_end(struct ktls_conn *c, bool fatal)
 {
 	if (c->fd < 0)
@@ -160,11 +174,23 @@ void ktls_conn_end(struct ktls_conn *c, bool fatal)
 	if (!fatal || c->lingered)
 		return;
 	c->lingered = true;
-	linger(c);
-	ktls_trace("fd %d ended after a fatal alert: %s, %llu bytes read and dropped", c->fd,
-		   c->linger_end == KTLS_LINGER_PEER_FIN ? "the peer closed" :
-		   c->linger_end == KTLS_LINGER_ACKED ? "the peer has the alert" : "time limit",
-		   (unsigned long long)c->linger_bytes);
+	linger(c, ktls_linger_ms, !is_nonblocking(c->fd));
+	trace_end(c);
+}
+
+int ktls_conn_linger(SSL *ssl, int timeout_ms)
+{
+	struct ktls_conn *c = ssl ? ktls_conn_from_bio(SSL_get_wbio(ssl)) : NULL;
+
+	if (!c || c->fd < 0)
+		return -EINVAL;
+	if (!c->lingered)
+		return -ENOTCONN;	/* no fatal alert went out: nothing to wait for */
+	if (c->linger_end != KTLS_LINGER_PEER_FIN) {
+		linger(c, timeout_ms < 0 ? ktls_linger_ms : timeout_ms, true);
+		trace_end(c);
+	}
+	return c->linger_end == KTLS_LINGER_PEER_FIN;
 }
 
 ssize_t ktls_send_alert(struct ktls_conn *c, uint8_t level, uint8_t desc)

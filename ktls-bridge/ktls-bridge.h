@@ -288,6 +288,15 @@ int ktls_conn_keyupdate(SSL *ssl, int requested);
 /* Send close_notify through the kernel and shut the socket for writing. */
 int ktls_conn_shutdown(SSL *ssl);
 
+/* After the bridge ended ssl's connection with a fatal alert on a
+ * non-blocking socket (where it never waits), wait before close() until
+ * the peer has closed too, so that close() cannot reset the connection
+ * before the peer read the alert: read and drop what it still sends, for
+ * at most timeout_ms (negative: the bridge's own 2000).  1 the peer
+ * closed, 0 the time ran out, -ENOTCONN no fatal alert was sent (nothing
+ * to wait for), -EINVAL ssl has no bridge.  Either mode. */
+int ktls_conn_linger(SSL *ssl, int timeout_ms);
+
 /* The bridge BIO method (BIO_TYPE_DESCRIPTOR | source/sink). */
 const BIO_METHOD *ktls_bio_method(void);
 /* A bridge BIO on fd (not closed by BIO_free unless close_flag); policy

@@ -9,7 +9,9 @@
  *    simply close (the control case: it shows that the setup can fail)
  *    and reads our last bytes and a clean EOF after ktls_conn_end();
  *  - the bounds: a non-blocking socket is not waited on; a silent peer is
- *    waited on for KTLS_LINGER_MS at most.
+ *    waited on for KTLS_LINGER_MS at most;
+ *  - ktls_conn_linger(): on a non-blocking socket the application asks for
+ *    the same wait before close(), and the peer again reads everything.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -19,6 +21,7 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include <openssl/ssl.h>
 
 #include "internal.h"
 #include "ktest.h"
@@ -56,15 +59,18 @@ struct peer {
 	int read_err;		/* errno of a failed read, 0 when it saw EOF */
 	int write_err;
 	bool eof;
+	int read_after_ms;	/* a peer busy writing: it reads only after this */
 };
 
 static void *peer_main(void *arg)
 {
 	struct peer *p = arg;
 	static uint8_t chunk[16384];
+	struct timespec t0;
 
 	memset(chunk, 'd', sizeof(chunk));
 	fcntl(p->fd, F_SETFL, O_NONBLOCK);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (;;) {
 		ssize_t n;
 
@@ -74,6 +80,10 @@ static void *peer_main(void *arg)
 				p->wrote += (size_t)n;
 			else if (errno != EAGAIN)
 				p->write_err = errno;
+		}
+		if (elapsed_ms(&t0) < p->read_after_ms) {
+			usleep(1000);
+			continue;
 		}
 		n = recv(p->fd, p->got + p->got_len, sizeof(p->got) - p->got_len, 0);
 		if (n > 0) {
@@ -92,9 +102,11 @@ static void *peer_main(void *arg)
 	return NULL;
 }
 
+enum how { CLOSE_AT_ONCE, LINGER, NONBLOCK_THEN_CALL };
+
 /* We received 1 MiB we will never read, send our last bytes and end;
  * the peer is still writing another 4 MiB at that moment. */
-static BIO *run_ending(bool linger, struct peer *p)
+static BIO *run_ending(enum how how, struct peer *p)
 {
 	static uint8_t junk[1 << 20];
 	BIO *bio;
@@ -114,12 +126,29 @@ static BIO *run_ending(bool linger, struct peer *p)
 			break;	/* enough to be unread; keep the socket writable */
 	}
 	p->to_write = 4u << 20;
+	p->read_after_ms = how == NONBLOCK_THEN_CALL ? 200 : 0;
 	bio = ktls_bio_new(a, BIO_NOCLOSE, NULL);
 	pthread_create(&th, NULL, peer_main, p);
 	usleep(20 * 1000);	/* the peer is writing now */
 	CHECK_EQ(send(a, "ALERT", 5, MSG_NOSIGNAL), 5);
-	if (linger)
+	if (how == LINGER) {
 		ktls_conn_end(ktls_conn_from_bio(bio), true);
+	} else if (how == NONBLOCK_THEN_CALL) {
+		SSL_CTX *ctx = SSL_CTX_new(TLS_method());
+		SSL *ssl = SSL_new(ctx);
+
+		fcntl(a, F_SETFL, O_NONBLOCK);
+		BIO_up_ref(bio);
+		SSL_set_bio(ssl, bio, bio);
+		CHECK_EQ(ktls_conn_linger(ssl, -1), -ENOTCONN);	/* nothing ended yet */
+		/* does not wait, only drains: the peer is still writing */
+		ktls_conn_end(ktls_conn_from_bio(bio), true);
+		CHECK_EQ(ktls_conn_from_bio(bio)->linger_end, KTLS_LINGER_TIMEOUT);
+		CHECK_EQ(ktls_conn_linger(ssl, -1), 1);	/* waits for the FIN */
+		CHECK_EQ(ktls_conn_linger(ssl, -1), 1);	/* and knows it */
+		SSL_free(ssl);
+		SSL_CTX_free(ctx);
+	}
 	close(a);	/* unread data: without the linger this resets */
 	pthread_join(th, NULL);
 	return bio;
@@ -129,16 +158,16 @@ static void case_reset_without_linger(void)
 {
 	struct peer p;
 
-	BIO_free(run_ending(false, &p));
+	BIO_free(run_ending(CLOSE_AT_ONCE, &p));
 	/* the control case: what the bug looked like */
 	CHECK(p.read_err == ECONNRESET || p.write_err == ECONNRESET || p.write_err == EPIPE);
 }
 
-static void case_linger_delivers(void)
+static void case_linger_delivers(enum how how)
 {
 	struct ktls_conn *c;
 	struct peer p;
-	BIO *bio = run_ending(true, &p);
+	BIO *bio = run_ending(how, &p);
 
 	c = ktls_conn_from_bio(bio);
 	CHECK_EQ(p.read_err, 0);
@@ -199,11 +228,38 @@ static void case_bounds(void)
 	close(b);
 }
 
+static void case_linger_call_errors(void)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_method());
+	SSL *ssl = SSL_new(ctx);
+	struct timespec t0;
+	BIO *bio;
+	int a, b;
+
+	CHECK_EQ(ktls_conn_linger(NULL, -1), -EINVAL);
+	CHECK_EQ(ktls_conn_linger(ssl, -1), -EINVAL);	/* no bridge */
+	/* a peer that never closes: the caller's own bound holds */
+	tcp_pair(&a, &b);
+	fcntl(a, F_SETFL, O_NONBLOCK);
+	bio = ktls_bio_new(a, BIO_NOCLOSE, NULL);
+	SSL_set_bio(ssl, bio, bio);
+	ktls_conn_end(ktls_conn_from_bio(bio), true);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	CHECK_EQ(ktls_conn_linger(ssl, 300), 0);
+	CHECK(elapsed_ms(&t0) >= 250 && elapsed_ms(&t0) < 1300);
+	SSL_free(ssl);
+	SSL_CTX_free(ctx);
+	close(a);
+	close(b);
+}
+
 int main(void)
 {
 	case_alert_table();
 	case_reset_without_linger();
-	case_linger_delivers();
+	case_linger_delivers(LINGER);
+	case_linger_delivers(NONBLOCK_THEN_CALL);
+	case_linger_call_errors();
 	case_bounds();
 	return ktest_done("ending-test");
 }
