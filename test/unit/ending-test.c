@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -59,18 +60,16 @@ struct peer {
 	int read_err;		/* errno of a failed read, 0 when it saw EOF */
 	int write_err;
 	bool eof;
-	int read_after_ms;	/* a peer busy writing: it reads only after this */
+	atomic_bool hold_reads;	/* a peer busy writing: it reads once this clears */
 };
 
 static void *peer_main(void *arg)
 {
 	struct peer *p = arg;
 	static uint8_t chunk[16384];
-	struct timespec t0;
 
 	memset(chunk, 'd', sizeof(chunk));
 	fcntl(p->fd, F_SETFL, O_NONBLOCK);
-	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (;;) {
 		ssize_t n;
 
@@ -81,7 +80,7 @@ static void *peer_main(void *arg)
 			else if (errno != EAGAIN)
 				p->write_err = errno;
 		}
-		if (elapsed_ms(&t0) < p->read_after_ms) {
+		if (atomic_load(&p->hold_reads)) {
 			usleep(1000);
 			continue;
 		}
@@ -126,7 +125,7 @@ static BIO *run_ending(enum how how, struct peer *p)
 			break;	/* enough to be unread; keep the socket writable */
 	}
 	p->to_write = 4u << 20;
-	p->read_after_ms = how == NONBLOCK_THEN_CALL ? 200 : 0;
+	atomic_store(&p->hold_reads, how == NONBLOCK_THEN_CALL);
 	bio = ktls_bio_new(a, BIO_NOCLOSE, NULL);
 	pthread_create(&th, NULL, peer_main, p);
 	usleep(20 * 1000);	/* the peer is writing now */
@@ -144,6 +143,7 @@ static BIO *run_ending(enum how how, struct peer *p)
 		/* does not wait, only drains: the peer is still writing */
 		ktls_conn_end(ktls_conn_from_bio(bio), true);
 		CHECK_EQ(ktls_conn_from_bio(bio)->linger_end, KTLS_LINGER_TIMEOUT);
+		atomic_store(&p->hold_reads, false);	/* now it reads, sees EOF, closes */
 		CHECK_EQ(ktls_conn_linger(ssl, -1), 1);	/* waits for the FIN */
 		CHECK_EQ(ktls_conn_linger(ssl, -1), 1);	/* and knows it */
 		SSL_free(ssl);
