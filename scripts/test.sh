@@ -24,6 +24,13 @@ if [ "${KTLS_QUICK:-0}" != 1 ]; then
 	KTLS_BUILDDIR="$top/_build-asan" scripts/build.sh --enable-sanitizers
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 		make -s -C "$top/_build-asan" check
+	# the sanitizer must really be in what runs, not only asked for
+	for f in ktls-bridge/.libs/libktls-bridge.so test/unit/bio-test; do
+		# (grep -c reads to the end: no SIGPIPE for nm under pipefail)
+		[ "$(nm "$top/_build-asan/$f" 2>/dev/null | grep -c __asan_init)" -gt 0 ] ||
+			{ echo "test.sh: $f in _build-asan has no ASan" >&2; exit 1; }
+	done
+	echo "ASan + UBSan: in the library and the unit tests"
 
 	step "unit tests and an interop run under valgrind"
 	for t in cipher-test secret-test bio-test conn-test ending-test reason-test; do
