@@ -5,6 +5,10 @@
  * Checks that the application's own key-log callback still fires after
  * ktls_ctx_setup(), that the bridge captured both directions' TLS 1.3
  * traffic secrets, that data and KeyUpdates flow, and that the first probe, raced by 8 threads with the cache empty, yields one result.
+ * Hand-off's refusals before the kernel could own the connection: before
+ * the handshake (EINPROGRESS), with a record half read by libssl (EAGAIN),
+ * and here, where TX stayed in userspace (EOPNOTSUPP); the hand-off calls
+ * on a connection that was not handed off (EINVAL).
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -102,6 +106,7 @@ static void run(int version, EVP_PKEY *pkey, X509 *cert)
 		SSL *c = SSL_new(cctx);
 
 		CHECK_EQ(ktls_conn_attach(c, a, NULL), 0);
+		CHECK_EQ(ktls_conn_handoff(c), -EINPROGRESS);
 		CHECK_EQ(SSL_connect(c), 1);
 		for (i = 0; i < 20; i++) {
 			memset(out, 'a' + i, sizeof(out));
@@ -111,13 +116,30 @@ static void run(int version, EVP_PKEY *pkey, X509 *cert)
 			CHECK_EQ(SSL_read(c, buf, sizeof(buf)), (int)sizeof(buf));
 			CHECK(!memcmp(buf, out, sizeof(buf)));
 		}
+		/* libssl holds the rest of a record: nothing may move yet */
+		CHECK_EQ(SSL_write(c, out, sizeof(out)), (int)sizeof(out));
+		CHECK_EQ(SSL_read(c, buf, 10), 10);
+		CHECK(SSL_has_pending(c));
+		CHECK_EQ(ktls_conn_handoff(c), -EAGAIN);
+		CHECK_EQ(SSL_read(c, buf + 10, sizeof(buf) - 10), (int)sizeof(buf) - 10);
+		CHECK(!memcmp(buf, out, sizeof(buf)));
+		if (!ktls_probe()->ulp)	/* TX in userspace: it says why */
+			CHECK_EQ(ktls_conn_handoff(c), -EOPNOTSUPP);
+		/* refused, so the hand-off calls do not apply; the SSL still works */
+		CHECK_EQ(ktls_conn_recv(c, buf, sizeof(buf)), -EINVAL);
+		CHECK_EQ(ktls_conn_send(c, buf, sizeof(buf)), -EINVAL);
+		CHECK_EQ(ktls_conn_keyupdate(c, 0), -EINVAL);
+		CHECK_EQ(ktls_conn_shutdown(c), -EINVAL);
+		CHECK_EQ(ktls_conn_linger(c, 0), -ENOTCONN);	/* no fatal alert */
+		CHECK_EQ(SSL_write(c, out, sizeof(out)), (int)sizeof(out));
+		CHECK_EQ(SSL_read(c, buf, sizeof(buf)), (int)sizeof(buf));
 		CHECK(app_lines > 0);	/* the application's callback still fires */
 		CHECK_EQ(ktls_conn_status(c, &st), 0);
 		CHECK_EQ(st.tx.mode, KTLS_MODE_USERSPACE);
 		if (!ktls_probe()->ulp)
 			CHECK_EQ(st.tx.reason, KTLS_R_ULP_UNAVAILABLE);
-		CHECK(st.tx.records >= 20);
-		CHECK(st.rx.records >= 20);
+		CHECK(st.tx.records >= 22);
+		CHECK(st.rx.records >= 22);
 		if (version == TLS1_3_VERSION) {
 			struct ktls_conn *kc = ktls_conn_from_bio(SSL_get_wbio(c));
 
