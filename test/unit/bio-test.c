@@ -1225,6 +1225,11 @@ static void case_rx_kernel_errors(void)
 		CHECK_EQ(conn(bio)->rx.st.reason, KTLS_R_PROTOCOL);
 		CHECK_EQ(conn(bio)->rx.st.err, t[i].err);
 		CHECK(conn(bio)->dead && conn(bio)->lingered);
+		/* after the failure: no close_notify, no data, no KeyUpdate */
+		CHECK_EQ(ktls_conn_shutdown(ssl), -EPIPE);
+		CHECK_EQ(ktls_conn_send(ssl, "x", 1), -EPIPE);
+		CHECK_EQ(ktls_conn_keyupdate(ssl, 0), -EPIPE);
+		CHECK_EQ(F.nctrl, 1);		/* nothing went out after the alert */
 		SSL_free(ssl);
 		SSL_CTX_free(ctx);
 		close(a);
