@@ -11,7 +11,7 @@ Environment:
                    each guest by vm-run
   KTLS_VM_KERNEL, KTLS_VM_CACHE, KTLS_VM_TIMEOUT ...  see test/vm/README
 
-Fixtures: vm_platform (session), vm_run, vm_start, free_port.
+Fixtures: vm_platform (session), vm_run, vm_start.
 """
 
 import json
@@ -253,19 +253,6 @@ def vm_run(vm_start):
     def run(command, **kw):
         return vm_start(command, **kw).wait()
     return run
-
-
-def get_free_port():
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def free_port():
-    """free_port() -> a currently free TCP port on 127.0.0.1."""
-    return get_free_port
 
 
 def wait_for_port_data(port, deadline, expect=b""):

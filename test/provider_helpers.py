@@ -9,9 +9,10 @@ import json
 import os
 import re
 import select
-import socket
 import subprocess
 import time
+
+from helpers import app, free_port, make_cert, wait_port  # noqa: F401  (one copy of each)
 
 TEST_DIR = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(TEST_DIR)
@@ -39,13 +40,6 @@ DEFAULTS = {
     "ktls-zerocopy-sendfile": "0",
     "ktls-rx-expect-no-pad": "0",
 }
-
-
-def app(name):
-    path = os.path.join(APPS, name)
-    if not os.access(path, os.X_OK):
-        raise RuntimeError("%s is not built (configure and make in %s)" % (path, BUILDDIR))
-    return path
 
 
 def write_conf(directory, keys=(), name="openssl.cnf", default=True, activate=True,
@@ -108,17 +102,6 @@ def provider_params(conf):
     return json.loads(r.stdout)
 
 
-def make_cert(directory):
-    key = os.path.join(str(directory), "key.pem")
-    cert = os.path.join(str(directory), "cert.pem")
-    if not os.path.exists(cert):
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                        "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert,
-                        "-subj", "/CN=localhost", "-days", "2"],
-                       check=True, capture_output=True, timeout=TIMEOUT)
-    return cert, key
-
-
 def wait_line(proc, pattern, timeout=TIMEOUT):
     """Read proc.stderr until a line matches pattern; return the match."""
     deadline = time.monotonic() + timeout
@@ -160,23 +143,3 @@ def bridge_connection(conf, cert, key, version, nbytes=65536):
         serve.stderr.close()
 
 
-def free_tcp_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_listening(port, proc, timeout=TIMEOUT):
-    """Wait until something listens on 127.0.0.1:port (read from
-    /proc/net/tcp, so a one-shot server's connection is not used up)."""
-    want = "0100007F:%04X" % port
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with open("/proc/net/tcp") as f:
-            if any(line.split()[1] == want and line.split()[3] == "0A"
-                   for line in list(f)[1:]):
-                return
-        if proc.poll() is not None:
-            raise AssertionError("server exited with %s before listening" % proc.returncode)
-        time.sleep(0.05)
-    raise AssertionError("nothing listening on port %d" % port)

@@ -19,6 +19,7 @@ import pytest
 
 import provider_helpers as ph
 from conftest import ktls_skip
+from helpers import host_has_ktls
 
 pytestmark = pytest.mark.host
 
@@ -35,12 +36,6 @@ def built():
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory):
     return ph.make_cert(tmp_path_factory.mktemp("certs"))
-
-
-def host_has_ktls():
-    r = subprocess.run([ph.app("ktls-probe"), "--json"], capture_output=True, text=True,
-                       timeout=ph.TIMEOUT, check=True)
-    return json.loads(r.stdout)["ulp"]["available"]
 
 
 # ------------------------------------------------------------------ loading
@@ -318,7 +313,7 @@ def start_s_server(env, port, certs, args, cwd, stdout):
         ["openssl", "s_server", "-accept", "127.0.0.1:%d" % port, "-cert", certs[0],
          "-key", certs[1], "-naccept", "1", "-quiet"] + args,
         env=env, cwd=cwd, stdin=subprocess.PIPE, stdout=stdout, stderr=subprocess.PIPE)
-    ph.wait_listening(port, server)
+    ph.wait_port(port, server)
     return server
 
 
@@ -352,7 +347,7 @@ def test_stock_openssl_interop(tmp_path, certs, version):
 
     # upload: s_client's stdin -> s_server's stdout
     out = tmp_path / "server.out"
-    port = ph.free_tcp_port()
+    port = ph.free_port()
     with open(out, "wb") as so:
         server = start_s_server(env, port, certs, [version], str(tmp_path), so)
         cli = s_client(env, port, ["-no_ign_eof", version], data)
@@ -364,7 +359,7 @@ def test_stock_openssl_interop(tmp_path, certs, version):
 
     # download: s_server -WWW serves the file (its stdin is not a reliable
     # source: s_server can stall after 16 KiB of a regular file)
-    port = ph.free_tcp_port()
+    port = ph.free_port()
     server = start_s_server(env, port, certs, ["-WWW", version], str(tmp_path),
                             subprocess.DEVNULL)
     cli = s_client(env, port, [version], b"GET /data.bin HTTP/1.0\r\n\r\n")

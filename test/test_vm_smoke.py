@@ -11,7 +11,9 @@ import time
 
 import pytest
 
-from conftest import VM_EXIT_DMESG, VM_EXIT_TIMEOUT, VM_RUN, get_free_port, wait_for_port_data
+from conftest import VM_EXIT_DMESG, VM_EXIT_TIMEOUT, VM_RUN, wait_for_port_data
+from helpers import free_port
+from vm_helpers import sections
 
 pytestmark = pytest.mark.vm
 
@@ -29,13 +31,6 @@ echo "== tools"; for t in ss strace sha256sum; do command -v $t; done
 echo "== ulp"; cat /proc/sys/net/ipv4/tcp_available_ulp
 echo "== end"
 """
-
-
-def sections(text):
-    out = {}
-    for m in re.finditer(r"^== (\w+)\n(.*?)(?=^== )", text, re.M | re.S):
-        out[m.group(1)] = m.group(2)
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +85,7 @@ def test_argv_is_preserved(vm_run):
 
 
 def test_forwarded_port(vm_start):
-    host_port = get_free_port()
+    host_port = free_port()
     vm = vm_start("echo hello-from-guest | nc -l -p 7000", kernel=KERNEL, project=False,
                   forwards=[(host_port, 7000)], timeout=180)
     try:
