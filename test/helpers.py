@@ -4,8 +4,10 @@ ports, and stock OpenSSL peers."""
 import hashlib
 import json
 import os
+import re
 import socket
 import subprocess
+import threading
 import time
 
 TEST_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -122,3 +124,86 @@ $2
 EOC
 }
 """
+
+
+class SClient:
+    """Stock `openssl s_client` (quiet, -no_ign_eof) whose output a thread
+    reads.  Its -msg trace goes to a file, so a test can see the KeyUpdates
+    it sent and received: command(b"K\\n") returns once s_client has sent
+    the KeyUpdate (s_client takes a command only when a stdin read starts
+    with it, so the next data must wait until then)."""
+
+    def __init__(self, port, args, msgfile):
+        self.msgfile = str(msgfile)
+        self.proc = subprocess.Popen(["openssl", "s_client", "-connect", "127.0.0.1:%d" % port,
+                                      "-quiet", "-no_ign_eof", "-msg", "-msgfile", self.msgfile,
+                                      *args],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE)
+        self.got = bytearray()
+        self.eof = False
+        self.cmds = 0
+        self.cond = threading.Condition()
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self):
+        for chunk in iter(lambda: self.proc.stdout.read1(65536), b""):
+            with self.cond:
+                self.got += chunk
+                self.cond.notify_all()
+        with self.cond:
+            self.eof = True
+            self.cond.notify_all()
+
+    def send(self, data):
+        try:
+            self.proc.stdin.write(data)
+            self.proc.stdin.flush()
+            return True
+        except (BrokenPipeError, ConnectionResetError):
+            return False
+
+    def wait_for(self, n, timeout=60):
+        """True once n bytes came back; False at EOF or timeout."""
+        end = time.monotonic() + timeout
+        with self.cond:
+            while len(self.got) < n and not self.eof and time.monotonic() < end:
+                self.cond.wait(end - time.monotonic())
+            return len(self.got) >= n
+
+    def keyupdates(self):
+        """(sent, received): KeyUpdate messages in the -msg trace so far."""
+        try:
+            with open(self.msgfile, errors="replace") as f:
+                trace = f.read()
+        except FileNotFoundError:
+            return 0, 0
+        return (len(re.findall(r"^>>> .*KeyUpdate", trace, re.M)),
+                len(re.findall(r"^<<< .*KeyUpdate", trace, re.M)))
+
+    def command(self, cmd, timeout=30):
+        """Send k or K alone and wait until s_client has sent its KeyUpdate;
+        False if it did not (s_client gone, or the time ran out)."""
+        if not self.send(cmd):
+            return False
+        self.cmds += 1
+        end = time.monotonic() + timeout
+        while self.keyupdates()[0] < self.cmds:
+            if self.proc.poll() is not None or time.monotonic() > end:
+                return False
+            time.sleep(0.01)
+        return True
+
+    def finish(self, timeout=60):
+        try:
+            self.proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.thread.join(10)
+        return bytes(self.got), self.proc.stderr.read().decode(errors="replace")
