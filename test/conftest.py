@@ -129,7 +129,7 @@ class VMProcess:
 
     def __init__(self, command, kernel=None, forwards=(), puts=(), no_modules=(),
                  timeout=300, project=True, env=(), extra_args=(),
-                 allow_dmesg_warnings=False):
+                 allow_dmesg_warnings=False, builddir=None):
         self.tmp = tempfile.TemporaryDirectory(prefix="vm-run-")
         self.json = os.path.join(self.tmp.name, "result.json")
         self.dmesg_path = os.path.join(self.tmp.name, "dmesg")
@@ -155,7 +155,9 @@ class VMProcess:
         args.append("--")
         args += [command] if isinstance(command, str) else list(command)
         self.args = args
-        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL,
+        # builddir: install that build in the guest instead of KTLS_BUILDDIR's
+        host_env = dict(os.environ, KTLS_BUILDDIR=builddir) if builddir else None
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, env=host_env,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     def wait(self):

@@ -192,10 +192,11 @@ def fault_shim_put():
     return (path, FAULT_SHIM_GUEST)
 
 
-def run_guest_script(tmp, script, kernel, timeout=600, puts=()):
+def run_guest_script(tmp, script, kernel, timeout=600, puts=(), builddir=None):
     """Boot once and run SCRIPT (dash) as /root/guest.sh with a fresh
-    certificate in /root/certs (cert.pem, key.pem) and PUTS; returns the
-    VMResult (VMProcess.wait() fails the test on a platform failure)."""
+    certificate in /root/certs (cert.pem, key.pem) and PUTS, the project
+    installed from BUILDDIR (default KTLS_BUILDDIR's); returns the VMResult
+    (VMProcess.wait() fails the test on a platform failure)."""
     from helpers import make_cert
     certs = os.path.join(str(tmp), "certs")
     os.makedirs(certs, exist_ok=True)
@@ -203,7 +204,7 @@ def run_guest_script(tmp, script, kernel, timeout=600, puts=()):
     path = os.path.join(str(tmp), "guest.sh")
     with open(path, "w") as f:
         f.write(script)
-    p = VMProcess("sh /root/guest.sh", kernel=kernel, timeout=timeout,
+    p = VMProcess("sh /root/guest.sh", kernel=kernel, timeout=timeout, builddir=builddir,
                   puts=[(certs, "/root/certs"), (path, "/root/guest.sh")] + list(puts))
     try:
         return p.wait()
