@@ -840,6 +840,7 @@ static void rx_record(int type, const void *p, size_t len)
 }
 
 static void p_storm3(struct ktls_policy *p) { p->storm_limit = 3; }
+static void p_no_guard(struct ktls_policy *p) { p->storm_limit = p->keyupdate_burst = 0; }
 
 /* TX and RX TLS 1.3 in the (fake) kernel, the RX chain from s0. */
 static BIO *rx_bridge(int *a, int *b, const uint8_t *s0, bool prestage,
@@ -1006,6 +1007,34 @@ static void case_rx_rekey(void)
 	CHECK_EQ(F.ctrl_type[0], KTLS_CT_ALERT);
 	CHECK(!memcmp(F.ctrl_data[0], "\x02\x0a", 2));	/* fatal unexpected_message */
 	CHECK_EQ(BIO_read(bio, buf, sizeof(buf)), -1);	/* and nothing after */
+	BIO_free(bio);
+	close(a);
+	close(b);
+
+	/* the limit is per second: once the window is over (moved back here
+	 * rather than slept through) three more pass, and the fourth ends it */
+	bio = rx_bridge(&a, &b, s0, true, p_storm3);
+	rx_record(KTLS_CT_HANDSHAKE, ku, sizeof(ku));
+	for (int i = 0; i < 3; i++)
+		CHECK_EQ(BIO_read(bio, buf, sizeof(buf)), KTLS_REC_HDR + 5);
+	conn(bio)->rx.storm_start -= 1000000000ull;
+	for (int i = 0; i < 3; i++)
+		CHECK_EQ(BIO_read(bio, buf, sizeof(buf)), KTLS_REC_HDR + 5);
+	CHECK_EQ(F.nctrl, 0);
+	CHECK_EQ(BIO_read(bio, buf, sizeof(buf)), -1);
+	CHECK_EQ(conn(bio)->rx.st.reason, KTLS_R_KEYUPDATE_STORM);
+	BIO_free(bio);
+	close(a);
+	close(b);
+
+	/* storm_limit = 0 and keyupdate_burst = 0 turn the guard off */
+	bio = rx_bridge(&a, &b, s0, true, p_no_guard);
+	rx_record(KTLS_CT_HANDSHAKE, ku, sizeof(ku));
+	for (int i = 0; i < 100; i++)
+		CHECK_EQ(BIO_read(bio, buf, sizeof(buf)), KTLS_REC_HDR + 5);
+	CHECK_EQ(F.nctrl, 0);
+	CHECK_EQ(conn(bio)->rx.st.keyupdates, 100);
+	CHECK_EQ(conn(bio)->rx.st.reason, KTLS_R_NONE);
 	BIO_free(bio);
 	close(a);
 	close(b);
