@@ -13,6 +13,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -796,8 +797,22 @@ static void case_proactive_keyupdate(void)
 	CHECK_EQ(BIO_write(bio, "abcd", 4), 4);		/* 3 by the kernel's count */
 	CHECK_EQ(BIO_write(bio, "abcd", 4), 4);		/* 4 */
 	CHECK_EQ(F.nctrl, 0);
-	/* now the kernel's counter is at the limit: KeyUpdate first */
+	/* now the kernel's counter is at the limit, and the socket is full
+	 * for the KeyUpdate: nothing goes out and the write is to be retried */
 	F.tx_seq = 4;
+	F.ctrl_err = EAGAIN;
+	{
+		int queued = 0, now = 0;
+
+		CHECK_EQ(ioctl(b, FIONREAD, &queued), 0);
+		CHECK_EQ(BIO_write(bio, "abcd", 4), -1);
+		CHECK(BIO_should_retry(bio) && BIO_should_write(bio));
+		CHECK_EQ(ioctl(b, FIONREAD, &now), 0);
+		CHECK_EQ(now, queued);			/* no data before the KeyUpdate */
+		CHECK_EQ(F.nctrl, 0);
+		CHECK_EQ(conn(bio)->tx.st.keyupdates, 0);
+	}
+	/* the retry: KeyUpdate first */
 	CHECK_EQ(BIO_write(bio, "abcd", 4), 4);
 	CHECK_EQ(F.nctrl, 1);
 	CHECK_EQ(F.ctrl_type[0], KTLS_CT_HANDSHAKE);
@@ -829,6 +844,36 @@ static void case_proactive_keyupdate(void)
 	 * limit, the data keeps flowing; TLS 1.2 has no KeyUpdate at all */
 	no_proactive(p_ku4_always, KTLS_TLS13, s0);
 	no_proactive(p_ku4, KTLS_TLS12, s0);
+}
+
+/* A data write the socket takes only in part: the BIO returns what went
+ * out, counts those bytes and the records they make, and a full socket is
+ * a write to retry. */
+static void case_partial_data_write(void)
+{
+	static uint8_t big[4 << 20];
+	uint8_t s0[32];
+	int a, b, small = 4096;
+	ssize_t n;
+	BIO *bio;
+
+	memset(s0, 0x44, sizeof(s0));
+	bio = prestage_bridge(&a, &b, s0, NULL);
+	fcntl(a, F_SETFL, O_NONBLOCK);
+	setsockopt(a, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+	n = BIO_write(bio, big, sizeof(big));	/* the peer reads nothing */
+	CHECK(n > 0 && n < (ssize_t)sizeof(big));
+	CHECK_EQ(conn(bio)->tx.st.bytes, (uint64_t)n);
+	CHECK_EQ(conn(bio)->tx.st.records, ((uint64_t)n + KTLS_REC_MAX - 1) / KTLS_REC_MAX);
+	CHECK_EQ(conn(bio)->tx.since_ku, conn(bio)->tx.st.records);
+	while ((n = BIO_write(bio, big, sizeof(big))) > 0)
+		;
+	CHECK_EQ(n, -1);
+	CHECK(BIO_should_retry(bio) && BIO_should_write(bio));
+	CHECK_EQ(conn(bio)->tx.st.reason, KTLS_R_NONE);
+	BIO_free(bio);
+	close(a);
+	close(b);
 }
 
 /* The next record the fake kernel delivers. */
@@ -1318,6 +1363,7 @@ int main(void)
 	case_prestage();
 	case_handoff_owed_keyupdate();
 	case_proactive_keyupdate();
+	case_partial_data_write();
 	case_rx_rekey();
 	case_handshake_walk();
 	case_userspace_accounting();
