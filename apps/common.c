@@ -4,9 +4,146 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <openssl/conf.h>
 #include <openssl/err.h>
+#include <openssl/provider.h>
 
 #include "common.h"
+
+/* ------------------------------------------------------------------ */
+/* openssl.cnf                                                         */
+/* ------------------------------------------------------------------ */
+
+static void conf_failed(const char *prog, const char *file)
+{
+	fprintf(stderr, "%s: error configuring OpenSSL modules from %s\n", prog, file);
+	ERR_print_errors_fp(stderr);
+}
+
+/* A name after its first '.', as OpenSSL reads provider and command names. */
+static const char *conf_skip_dot(const char *name)
+{
+	const char *dot = strchr(name, '.');
+
+	return dot ? dot + 1 : name;
+}
+
+/* OpenSSL 3.0 reads only the presence of "activate" and "soft_load";
+ * later releases read their value too. */
+static bool conf_false(const char *v)
+{
+	return !strcmp(v, "0") || !strcasecmp(v, "no") || !strcasecmp(v, "false") ||
+	       !strcasecmp(v, "off");
+}
+
+/* Does section sect activate a provider (without soft_load) that is not
+ * active?  *name (the identity key overrides it) and *module are set. */
+static bool conf_provider_missing(const CONF *conf, const char *sect, const char **name,
+				  const char **module)
+{
+	STACK_OF(CONF_VALUE) *cmds = NCONF_get_section(conf, sect);
+	bool activate = false, soft = false;
+	int i;
+
+	for (i = 0; i < sk_CONF_VALUE_num(cmds); i++) {
+		const CONF_VALUE *c = sk_CONF_VALUE_value(cmds, i);
+		const char *key = conf_skip_dot(c->name);
+
+		if (!strcmp(key, "identity"))
+			*name = c->value;
+		else if (!strcmp(key, "module"))
+			*module = c->value;
+		else if (!strcmp(key, "activate"))
+			activate = !conf_false(c->value);
+		else if (!strcmp(key, "soft_load"))
+			soft = !conf_false(c->value);
+	}
+	return activate && !soft && !OSSL_PROVIDER_available(NULL, *name);
+}
+
+/*
+ * OpenSSL (3.0 to 3.5 at least) takes a provider that fails to activate
+ * from openssl.cnf for a non-fatal problem: CONF_modules_load() succeeds
+ * and drops the errors.  So each provider the file activates must be
+ * active now.  Returns how many are not, each named under conf_failed()'s
+ * line.
+ */
+static int conf_check_providers(const CONF *conf, const char *prog, const char *file)
+{
+	STACK_OF(CONF_VALUE) *mods = NULL;
+	const char *top;
+	int i, j, missing = 0;
+
+	ERR_set_mark();
+	top = NCONF_get_string(conf, NULL, "openssl_conf");
+	ERR_pop_to_mark();
+	if (top)
+		mods = NCONF_get_section(conf, top);
+	for (i = 0; i < sk_CONF_VALUE_num(mods); i++) {
+		const CONF_VALUE *m = sk_CONF_VALUE_value(mods, i);
+		const char *dot = strrchr(m->name, '.');	/* "providers.2" too */
+		size_t n = dot ? (size_t)(dot - m->name) : strlen(m->name);
+		STACK_OF(CONF_VALUE) *provs;
+
+		if (n != strlen("providers") || strncmp(m->name, "providers", n))
+			continue;
+		provs = NCONF_get_section(conf, m->value);
+		for (j = 0; j < sk_CONF_VALUE_num(provs); j++) {
+			const CONF_VALUE *p = sk_CONF_VALUE_value(provs, j);
+			const char *name = conf_skip_dot(p->name), *module = NULL;
+
+			if (!conf_provider_missing(conf, p->value, &name, &module))
+				continue;
+			if (!missing++)
+				conf_failed(prog, file);
+			fprintf(stderr, "%s: provider \"%s\" (section [%s]%s%s) did not activate\n",
+				prog, name, p->value, module ? ", module " : "", module ? module : "");
+		}
+	}
+	return missing;
+}
+
+int app_load_config(const char *prog)
+{
+	CONF *conf = NULL;
+	char *file = NULL;
+	int ret = -1;
+
+	/* The file is read here, not by CONF_modules_load_file(), so that the
+	 * providers it activates can be checked after loading. */
+	if (!OPENSSL_init_crypto(OPENSSL_INIT_NO_LOAD_CONFIG, NULL) ||
+	    !(file = CONF_get1_default_config_file())) {
+		app_ssl_errors(prog, "initialising OpenSSL");
+		return -1;
+	}
+	if (!*file) {
+		ret = 0;	/* OPENSSL_CONF="": no file, as in OpenSSL */
+		goto out;
+	}
+	conf = NCONF_new_ex(NULL, NULL);
+	if (!conf) {
+		conf_failed(prog, file);
+		goto out;
+	}
+	if (NCONF_load(conf, file, NULL) <= 0) {
+		if (ERR_GET_REASON(ERR_peek_last_error()) == CONF_R_NO_SUCH_FILE) {
+			ERR_clear_error();	/* no file: OpenSSL's built-in defaults */
+			ret = 0;
+		} else {
+			conf_failed(prog, file);
+		}
+		goto out;
+	}
+	if (CONF_modules_load(conf, NULL, CONF_MFLAGS_DEFAULT_SECTION) <= 0)
+		conf_failed(prog, file);
+	else if (!conf_check_providers(conf, prog, file))
+		ret = 0;
+out:
+	NCONF_free(conf);
+	OPENSSL_free(file);
+	return ret;
+}
 
 int app_opt(struct app_opts *o, int code, const char *arg, const char *prog)
 {

@@ -13,6 +13,14 @@
 
 #include "ktls-bridge.h"
 
+/* Load openssl.cnf ($OPENSSL_CONF, else OpenSSL's default file; a missing
+ * file is fine) with errors not ignored, and keep libssl from loading it a
+ * second time, quietly.  Call it in main before any other OpenSSL call,
+ * after the options (--help and usage errors do not depend on the file).
+ * 0, or -1 when a module fails or a provider the file activates is not
+ * active (the file and the reasons printed). */
+int app_load_config(const char *prog);
+
 /* Options both tools share. */
 struct app_opts {
 	int tls_version;		/* 0 any, else TLS1_2_VERSION / TLS1_3_VERSION */

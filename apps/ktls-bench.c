@@ -207,7 +207,8 @@ static void usage(FILE *f)
 		"  --paths LIST   comma list of socket,ossl-ktls,bridge,userspace,sendfile\n"
 		"                 (default: all)\n"
 		"  -h, --help     this text\n\n"
-		"Exit status: 0 all transfers completed, 1 one failed, 2 usage.\n");
+		"Exit status: 0 all transfers completed, 1 one failed or openssl.cnf\n"
+		"failed to load, 2 usage.\n");
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -268,6 +269,8 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	if (app_load_config(prog))
+		return 1;
 	if (!cipher)
 		cipher = version == TLS1_2_VERSION ? "ECDHE-ECDSA-AES128-GCM-SHA256"
 						   : "TLS_AES_128_GCM_SHA256";

@@ -62,7 +62,8 @@ static void usage(FILE *f)
 		APP_OPTS_HELP
 		"  -h, --help                this text\n\n"
 		"Exit status: 0 transfer complete and hashes match, 1 transfer or hash\n"
-		"check failed, 2 usage, 3 could not connect or handshake.\n");
+		"check failed, 2 usage, 3 openssl.cnf failed to load, or could not connect\n"
+		"or handshake.\n");
 }
 
 /* "\r" and "\n" escapes, in place. */
@@ -407,6 +408,8 @@ int main(int argc, char **argv)
 	*colon = 0;
 	o.host = argv[optind];
 	o.port = colon + 1;
+	if (app_load_config(prog))
+		return 3;
 	signal(SIGPIPE, SIG_IGN);
 
 	ctx = SSL_CTX_new(TLS_client_method());

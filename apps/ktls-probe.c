@@ -10,7 +10,7 @@
 #include <openssl/params.h>
 #include <openssl/provider.h>
 
-#include "ktls-bridge.h"
+#include "common.h"
 #include "ktls-params.h"
 
 static const char *err_name(int err)
@@ -108,7 +108,6 @@ static int print_provider(bool json)
 	size_t i;
 	bool first = true;
 
-	OPENSSL_init_crypto(OPENSSL_INIT_LOAD_CONFIG, NULL);
 	OSSL_PROVIDER_do_all(NULL, find_ktls, &prov);
 	if (!prov) {
 		fprintf(stderr, "ktls-probe: the \"ktls\" provider is not loaded "
@@ -158,7 +157,8 @@ static void usage(FILE *f)
 		"  --provider   print the \"ktls\" provider's parameters instead\n"
 		"  -h, --help   this text\n\n"
 		"Exit status: 0 probe done (even if nothing can be offloaded),\n"
-		"1 usage error, 2 provider requested but not loaded.\n");
+		"1 usage error, 2 provider requested but not loaded, or openssl.cnf\n"
+		"failed to load.\n");
 }
 
 int main(int argc, char **argv)
@@ -192,6 +192,8 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 1;
 	}
+	if (app_load_config("ktls-probe"))
+		return 2;
 	if (prov)
 		return print_provider(json);
 	if (json)

@@ -368,8 +368,8 @@ static void usage(FILE *f)
 		"  --modes LIST         comma list of staged,setagain,userspace (default: all)\n"
 		"  --ciphersuite SUITE  TLS 1.3 suite (default TLS_AES_128_GCM_SHA256)\n"
 		"  -h, --help           this text\n\n"
-		"Exit status: 0 all transfers completed, 1 one failed (reason on stderr),\n"
-		"2 usage.\n");
+		"Exit status: 0 all transfers completed, 1 one failed or openssl.cnf\n"
+		"failed to load (reason on stderr), 2 usage.\n");
 }
 
 int main(int argc, char **argv)
@@ -427,6 +427,8 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	if (app_load_config(prog))
+		return 1;
 	signal(SIGPIPE, SIG_IGN);
 	{
 		const struct ktls_caps *caps = ktls_probe();

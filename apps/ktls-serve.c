@@ -55,7 +55,8 @@ static void usage(FILE *f)
 		"  --json                    print one JSON line per connection (stdout)\n"
 		APP_OPTS_HELP
 		"  -h, --help                this text\n\n"
-		"Exit status: 0 after --max-conns connections, 1 setup error, 2 usage.\n");
+		"Exit status: 0 after --max-conns connections, 1 setup error (openssl.cnf\n"
+		"included), 2 usage.\n");
 }
 
 static int listen_on(const struct serve_opts *o)
@@ -378,6 +379,8 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	if (app_load_config(prog))
+		return 1;
 	signal(SIGPIPE, SIG_IGN);
 	ctx = SSL_CTX_new(TLS_server_method());
 	if (!ctx || app_ctx_setup(ctx, &o.app, prog))

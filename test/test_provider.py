@@ -7,12 +7,15 @@ OpenSSL 3.0 treats a provider that fails to activate from openssl.cnf as a
 non-fatal problem: `openssl list -providers` exits 0, the provider is simply
 absent, and OpenSSL discards its error stack (even with config_diagnostics).
 The provider therefore prints its errors on stderr; the tests assert that.
+The project's apps check after loading openssl.cnf that every provider it
+activates is active, and otherwise exit before doing anything.
 """
 
 import hashlib
 import json
 import os
 import re
+import socket
 import subprocess
 
 import pytest
@@ -225,6 +228,91 @@ def test_error_stack_when_loaded_explicitly(tmp_path):
     stack = [line for line in r.stderr.splitlines() if ":error:" in line]
     assert any('ktls: tls13 = "sometimes" is invalid; accepted: auto, always, never' in line
                for line in stack), r.stderr
+
+
+# ------------------------------- a configuration that fails stops the apps
+
+# Each app, its arguments (cert, key, port) and the exit status its man page
+# gives for a configuration that fails.  None of them gets to serve, connect
+# or measure anything.
+APP_CONF_ERROR = {
+    "ktls-serve": (lambda c, k, p: ["--cert", c, "--key", k, "--port", "0",
+                                    "--max-conns", "1"], 1),
+    "ktls-client": (lambda c, k, p: ["127.0.0.1:%d" % p], 3),
+    "ktls-probe": (lambda c, k, p: [], 2),
+    "ktls-bench": (lambda c, k, p: ["--bytes", "64k", "--runs", "1", "--paths", "socket"], 1),
+    "ktls-rekey-bench": (lambda c, k, p: ["--bytes", "64k", "--runs", "1"], 1),
+}
+FAILING_CONF = {
+    # the module cannot be loaded
+    "missing-module": ([("module", "/nonexistent/ktls.so")], None),
+    # the module loads, and its init refuses the setting
+    "bad-setting": ([("tls13", "sometimes")],
+                    'ktls: tls13 = "sometimes" is invalid'),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FAILING_CONF))
+@pytest.mark.parametrize("name", sorted(APP_CONF_ERROR))
+def test_failed_activation_stops_app(tmp_path, certs, name, case):
+    """OpenSSL itself lets a program run on without a provider that failed
+    to activate (see the top of this file); the apps check, say which file
+    and provider, and exit with their documented status before any work."""
+    keys, provider_says = FAILING_CONF[case]
+    conf = ph.write_conf(tmp_path, keys)
+    args, status = APP_CONF_ERROR[name]
+    with socket.socket() as peer:  # where ktls-client would connect
+        peer.bind(("127.0.0.1", 0))
+        peer.listen(1)
+        peer.setblocking(False)
+        argv = [ph.app(name)] + args(certs[0], certs[1], peer.getsockname()[1])
+        try:
+            r = subprocess.run(argv, env=ph.env_for(conf), capture_output=True, text=True,
+                               timeout=10)
+        except subprocess.TimeoutExpired as e:
+            pytest.fail("%s ran on for 10 s: %r" % (name, e.stderr), pytrace=False)
+        with pytest.raises(BlockingIOError):
+            peer.accept()
+    assert r.returncode == status, r.stderr
+    assert "%s: error configuring OpenSSL modules from %s\n" % (name, conf) in r.stderr
+    assert '%s: provider "ktls" (section [ktls_sect]' % name in r.stderr
+    assert "did not activate" in r.stderr
+    if provider_says:
+        assert provider_says in r.stderr
+    assert "listening" not in r.stderr
+    assert r.stdout == ""
+    # the status is the one --help and the man page give for it
+    usage = subprocess.run([ph.app(name), "--help"], env=ph.env_for(conf),
+                           capture_output=True, text=True, timeout=ph.TIMEOUT)
+    assert "openssl.cnf" in usage.stdout.split("Exit status:")[1], usage.stdout
+    with open(os.path.join(ph.TOP, "man", name + ".1")) as f:
+        exit_status = f.read().split(".SH EXIT STATUS\n", 1)[1].split("\n.SH ", 1)[0]
+    assert "openssl.cnf" in exit_status
+
+
+def test_missing_config_file_is_fine():
+    r = ph.run([ph.app("ktls-probe"), "--json"], "/nonexistent/openssl.cnf")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == ""
+    assert json.loads(r.stdout)["kernel"] == os.uname().release
+
+
+@pytest.mark.parametrize("keys,said", [
+    # a good file: applied, its provider activated
+    ([("debug", "on")], "ktls-provider: activated, version"),
+    # soft_load: the file lets the provider fail, the app runs on with the
+    # bridge's defaults
+    ([("tls13", "sometimes"), ("soft_load", "1")], "ktls-provider: not activated"),
+], ids=["good", "soft_load-failure"])
+def test_config_read_once(tmp_path, keys, said):
+    """The apps read openssl.cnf once and libssl does not read it again
+    (the provider would then say its line twice)."""
+    conf = ph.write_conf(tmp_path, keys)
+    r = ph.run([ph.app("ktls-bench"), "--bytes", "64k", "--runs", "1", "--paths", "bridge"],
+               conf)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count(said) == 1, r.stderr
+    assert "error configuring" not in r.stderr
 
 
 # ---------------------------------------------------------------- tracing
