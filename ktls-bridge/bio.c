@@ -335,7 +335,7 @@ static int bridge_read(BIO *b, char *out, int outl)
 		n = recv_record(c, (uint8_t *)out, (size_t)outl);
 	} else {
 		/* libssl asked for less than a record: keep the rest for later. */
-		if (!c->rbuf && !(c->rbuf = malloc(KTLS_REC_HDR + KTLS_REC_MAX))) {
+		if (!c->rbuf && !(c->rbuf = OPENSSL_malloc(KTLS_REC_HDR + KTLS_REC_MAX))) {
 			errno = ENOMEM;
 			return -1;
 		}
@@ -432,15 +432,10 @@ static int bridge_destroy(BIO *b)
 			ktls_conn_end(c, true);
 		close(c->fd);
 	}
-	ktls_secret_wipe(&c->tx.secret);
-	ktls_secret_wipe(&c->tx.lib);
-	ktls_secret_wipe(&c->rx.secret);
-	if (c->rbuf) {
-		OPENSSL_cleanse(c->rbuf, KTLS_REC_HDR + KTLS_REC_MAX);
-		free(c->rbuf);
-	}
-	OPENSSL_cleanse(c, sizeof(*c));
-	free(c);
+	/* wiped whole: the traffic secrets (tx.secret, tx.lib, rx.secret)
+	 * with the rest, and the plaintext of a record libssl did not take */
+	OPENSSL_clear_free(c->rbuf, KTLS_REC_HDR + KTLS_REC_MAX);
+	OPENSSL_clear_free(c, sizeof(*c));
 	BIO_set_data(b, NULL);
 	BIO_set_init(b, 0);
 	return 1;

@@ -194,12 +194,14 @@ BIO *ktls_bio_new(int fd, int close_flag, const struct ktls_policy *policy)
 
 	if (!m || fd < 0)
 		return NULL;
-	c = calloc(1, sizeof(*c));
+	/* OPENSSL_ allocation: the struct holds traffic secrets, and an
+	 * application's CRYPTO_set_mem_functions sees it like libssl's own */
+	c = OPENSSL_zalloc(sizeof(*c));
 	if (!c)
 		return NULL;
 	b = BIO_new(m);
 	if (!b) {
-		free(c);
+		OPENSSL_free(c);
 		return NULL;
 	}
 	c->fd = fd;

@@ -264,7 +264,7 @@ ssize_t ktls_conn_recv(SSL *ssl, void *buf, size_t len)
 			return 0;
 		/* a control record must come whole: small buffers go through ours */
 		if (len < KTLS_REC_MAX) {
-			if (!c->rbuf && !(c->rbuf = malloc(KTLS_REC_HDR + KTLS_REC_MAX)))
+			if (!c->rbuf && !(c->rbuf = OPENSSL_malloc(KTLS_REC_HDR + KTLS_REC_MAX)))
 				return -ENOMEM;
 			dst = c->rbuf;
 			cap = KTLS_REC_MAX;

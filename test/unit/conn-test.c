@@ -8,7 +8,9 @@
  * Hand-off's refusals before the kernel could own the connection: before
  * the handshake (EINPROGRESS), with a record half read by libssl (EAGAIN),
  * and here, where TX stayed in userspace (EOPNOTSUPP); the hand-off calls
- * on a connection that was not handed off (EINVAL).
+ * on a connection that was not handed off (EINVAL).  Under wipecheck's
+ * allocator hooks: the secrets libssl logs are found in live heap blocks,
+ * and in no block the bridge frees (libssl's own are listed, not failed).
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -22,14 +24,46 @@
 
 #include "internal.h"
 #include "ktest.h"
+#include "wipecheck.h"
 
 static int app_lines;
 static int app_secret_lines;
+
+/* Watch the secret of a key-log line ("LABEL <random> <secret>") with
+ * wipecheck; a TLS 1.3 traffic secret with the generations the KeyUpdates
+ * below make too (CLIENT_TRAFFIC_SECRET_0 ... _5; the ..._N lines libssl
+ * logs after each KeyUpdate are those). */
+static void watch_keylog(const char *line)
+{
+	const char *sp = strchr(line, ' '), *hex = sp ? strchr(sp + 1, ' ') : NULL;
+	int label = sp ? (int)(sp - line) : 0;
+	uint8_t s[KTLS_MAX_SECRET];
+	struct ktls_secret sec;
+	char name[48];
+	size_t n = 0;
+
+	if (!hex || (label > 2 && !strncmp(sp - 2, "_N", 2)))
+		return;
+	while (n < sizeof(s) && sscanf(hex + 1 + 2 * n, "%2hhx", &s[n]) == 1)
+		n++;
+	snprintf(name, sizeof(name), "%.*s", label, line);
+	wipecheck_secret(name, s, n);
+	if (label > 2 && !strcmp(name + label - 2, "_0") &&
+	    !ktls_secret_set(&sec, s, n, n == 48 ? "SHA384" : "SHA256")) {
+		for (int g = 1; g <= 5 && !ktls_secret_next(&sec); g++) {
+			snprintf(name, sizeof(name), "%.*s%d", label - 1, line, g);
+			wipecheck_secret(name, sec.s, sec.len);
+		}
+		ktls_secret_wipe(&sec);
+	}
+	OPENSSL_cleanse(s, sizeof(s));
+}
 
 static void app_keylog(const SSL *ssl, const char *line)
 {
 	(void)ssl;
 	app_lines++;
+	watch_keylog(line);
 	if (strstr(line, "TRAFFIC_SECRET_0"))
 		app_secret_lines++;
 }
@@ -108,6 +142,12 @@ static void run(int version, EVP_PKEY *pkey, X509 *cert)
 		CHECK_EQ(ktls_conn_attach(c, a, NULL), 0);
 		CHECK_EQ(ktls_conn_handoff(c), -EINPROGRESS);
 		CHECK_EQ(SSL_connect(c), 1);
+		/* the checker sees libssl's heap (and the bridge's, which keeps
+		 * the TLS 1.3 traffic secrets) */
+		CHECK(wipecheck_live(version == TLS1_3_VERSION ? "CLIENT_TRAFFIC_SECRET_0" :
+				     "CLIENT_RANDOM", WIPECHECK_LIBRARY) >= 1);
+		if (version == TLS1_3_VERSION)
+			CHECK(wipecheck_live("CLIENT_TRAFFIC_SECRET_0", WIPECHECK_PROGRAM) >= 1);
 		for (i = 0; i < 20; i++) {
 			memset(out, 'a' + i, sizeof(out));
 			CHECK_EQ(SSL_write(c, out, sizeof(out)), (int)sizeof(out));
@@ -162,6 +202,15 @@ static void run(int version, EVP_PKEY *pkey, X509 *cert)
 	close(b);
 	SSL_CTX_free(sctx);
 	SSL_CTX_free(cctx);
+	/* no block the bridge freed held a secret of this connection; what
+	 * libssl and libcrypto leave is theirs, listed but not failed (3.0
+	 * frees an SSL with its traffic secrets in it) */
+	CHECK_EQ(wipecheck_hits(WIPECHECK_PROGRAM), 0);
+	i = wipecheck_hits(WIPECHECK_LIBRARY);
+	if (i)
+		printf("conn-test: TLS 1.%d: OpenSSL freed %d secret(s) of its own "
+		       "unwiped (listed above)\n", version == TLS1_3_VERSION ? 3 : 2, i);
+	wipecheck_forget();
 }
 
 int main(void)
@@ -172,6 +221,8 @@ int main(void)
 	X509 *cert;
 	int i;
 
+	/* before anything allocates through OpenSSL */
+	CHECK_EQ(wipecheck_start(), 0);
 	/* the first probe raced by 8 threads: one result, shared by all */
 	pthread_barrier_init(&probe_start, NULL, 8);
 	for (i = 0; i < 8; i++)
@@ -198,5 +249,6 @@ int main(void)
 
 	EVP_PKEY_free(pkey);
 	X509_free(cert);
+	wipecheck_stop();
 	return ktest_done("conn-test");
 }
