@@ -94,17 +94,65 @@ def payload_lines(nbytes, seed=1):
     return lines
 
 
-# Guest shell (dash): `conf NAME "KEY = VALUE"` writes /root/NAME.cnf, an
-# openssl.cnf that loads the installed "ktls" provider with that setting.
-GUEST_PROVIDER_CONF = r"""
-# waitlisten FILE: until the server whose stderr is FILE says it listens
-waitlisten() {
-    i=0
-    while ! grep -q listening "$1" 2>/dev/null; do
-        i=$((i+1)); [ $i -gt 600 ] && { echo "never listened: $1"; cat "$1"; return 1; }
+# Guest shell (dash), one copy of each: the waits poll for an event, never
+# for a fixed time (each bounded, 20-60 s), and count in private variables
+# (dash has no `local`: a caller's own loop counter must survive them).
+#   stats NAME          "STAT NAME {json}": every /proc/net/tls_stat counter
+#   tlsstat COUNTER     one counter's value
+#   waitport PORT       until something listens on PORT
+#   waitlisten FILE     until the server whose stderr is FILE says it listens
+#   waitfor FILE TEXT   until TEXT shows in FILE
+#   waitsize FILE BYTES until FILE holds BYTES (e.g. an echo came back)
+#   waitstat COUNTER N  until tls_stat's COUNTER reaches N
+#   feedrekeys IN EXPECT OUT COUNTER
+#                       IN's lines to stdout (gnutls-cli --inline-commands
+#                       reads them): after a ^rekey line and the data line
+#                       after it, until COUNTER moved once more (the
+#                       server's kernel saw that KeyUpdate, or re-keyed to
+#                       answer it: a server in transparent mode answers
+#                       when data makes it read), so no two are in flight;
+#                       at the end until OUT holds EXPECT's size (echo back)
+# (no percent signs here: some scripts are %%-formatted after prepending it)
+GUEST_SH = r"""
+stats() {
+    echo "STAT $1 {$(awk 'NF == 2 && $2 ~ /^[0-9]+$/ {s = s sep "\"" $1 "\":" $2; sep = ","} END {print s}' /proc/net/tls_stat)}"
+}
+tlsstat() { awk -v n=$1 '$1 == n {print $2}' /proc/net/tls_stat; }
+# _until WHAT TRIES CMD...: CMD every 0.05 s until it succeeds
+_until() {
+    u_what=$1; u_max=$2; u_n=0; shift 2
+    while ! "$@"; do
+        u_n=$((u_n+1)); [ $u_n -gt $u_max ] && { echo "timed out: $u_what" >&2; return 1; }
         sleep 0.05
     done
 }
+_listens() { ss -ltnH "( sport = :$1 )" 2>/dev/null | grep -q .; }
+_has() { grep -q "$2" "$1" 2>/dev/null; }
+_size() { [ "$(wc -c < $1)" -ge $2 ]; }
+_stat() { [ "$(tlsstat $1)" -ge $2 ]; }
+waitport() { _until "port $1 never listened" 400 _listens $1; }
+waitlisten() { _until "never listened: $1" 600 _has "$1" listening || { cat "$1" >&2; return 1; }; }
+waitfor() { _until "$2 never showed in $1" 400 _has "$1" "$2"; }
+waitsize() { _until "waitsize $1 $2" 1200 _size $1 $2; }
+waitstat() { _until "waitstat $1 $2" 1200 _stat $1 $2; }
+feedrekeys() {
+    fr_base=$(tlsstat $4); fr_k=0; fr_seen=0
+    while read -r fr_line; do
+        echo "$fr_line"
+        case $fr_line in ^rekey*) fr_k=$((fr_k+1)); continue;; esac
+        if [ $fr_seen -lt $fr_k ]; then
+            waitstat $4 $((fr_base + fr_k)) || return 1
+            fr_seen=$fr_k
+        fi
+    done < $1
+    if [ $fr_seen -lt $fr_k ]; then waitstat $4 $((fr_base + fr_k)) || return 1; fi
+    waitsize $3 $(wc -c < $2)
+}
+"""
+
+# `conf NAME "KEY = VALUE"` writes /root/NAME.cnf, an openssl.cnf that loads
+# the installed "ktls" provider with that setting.
+GUEST_PROVIDER_CONF = GUEST_SH + r"""
 mod=$(find / -xdev -name ktls.so -path '*ossl-modules*' 2>/dev/null | head -n1)
 [ -n "$mod" ] || { echo "ktls.so not installed in the guest"; exit 3; }
 conf() {

@@ -30,7 +30,7 @@ import pytest
 
 from conftest import TOP, ktls_skip
 from helpers import GUEST_PROVIDER_CONF, app, free_port, make_cert, wait_port
-from vm_helpers import app_fill, delta, prefix_sha256, run_guest_script, tagged_lines
+from vm_helpers import app_fill, prefix_sha256, run_guest_script, stat_delta, tagged_lines
 
 SCRIPT = os.path.join(TOP, "scripts", "openssl-next.sh")
 GUEST_LIB = "/root/ossl35"
@@ -85,7 +85,6 @@ GUEST_HEAD = GUEST_PROVIDER_CONF + r"""
 cd /root
 export LD_LIBRARY_PATH=%s${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 C=/root/certs/cert.pem; K=/root/certs/key.pem
-stats() { echo "STAT $1 $(awk 'NF == 2 && $2 ~ /^[0-9]+$/ {printf "\"%%s\":%%s,", $1, $2}' /proc/net/tls_stat | sed 's/,$//; s/^/{/; s/$/}/')"; }
 # run NAME CONF SERVE-ARGS -- CLIENT-ARGS
 run() {
     n=$1; cf=$2; sa=$3; shift 4
@@ -143,7 +142,7 @@ def guest61(vm_platform, ossl35, tmp_path_factory):
 
 def one(res, name):
     c, s = res[("CLIENT", name)][0], res[("SERVE", name)][0]
-    d = delta(res[("STAT", name + ".before")][0], res[("STAT", name + ".after")][0])
+    d = stat_delta(res, name)
     print("\n[openssl35] %s: tls_stat %s\n  client %s\n  server %s"
           % (name, {k: v for k, v in d.items() if v}, c["status"], s["status"]))
     return c, s, d

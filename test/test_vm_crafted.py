@@ -16,6 +16,7 @@ import os
 import pytest
 
 from conftest import BUILDDIR
+from helpers import GUEST_SH
 from vm_helpers import run_guest_script
 
 pytestmark = pytest.mark.vm
@@ -23,13 +24,13 @@ pytestmark = pytest.mark.vm
 SCENARIOS = ["plain", "coalesced", "split", "two", "kufirst", "badvalue", "badlength",
              "storm"]
 
-GUEST = r"""
+GUEST = GUEST_SH + r"""
 cd /root
 chmod +x crafted-server
 for sc in %s; do
     ./crafted-server --cert certs/cert.pem --key certs/key.pem --port 4433 \
         --scenario $sc > $sc.srv 2> $sc.serr &
-    i=0; while ! grep -q listening $sc.serr; do i=$((i+1)); [ $i -gt 200 ] && exit 9; sleep 0.05; done
+    waitlisten $sc.serr || exit 9
     ktls-client --handoff --mode recv --json --tls1_3 --timeout 20 127.0.0.1:4433 \
         > $sc.cli 2> $sc.cerr
     echo "RC $sc $?"

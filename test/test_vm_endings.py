@@ -29,7 +29,6 @@ records at default settings in transparent and hand-off mode (patched
 6.12), a real storm (KeyUpdates with no data between) ended with an
 alert, and the tls13 = always KeyUpdate ending on 6.1, 50 times."""
 
-import json
 import os
 from collections import Counter, defaultdict
 
@@ -39,7 +38,7 @@ from conftest import BUILDDIR
 from helpers import GUEST_PROVIDER_CONF
 from test_host_crafted import LIBSSL_ANSWERS
 from test_openssl35 import GUEST_LIB as OSSL35_GUEST, ossl35  # noqa: F401 (fixture)
-from vm_helpers import delta, run_guest_script, tagged_lines
+from vm_helpers import run_guest_script, stat_delta, tagged_lines
 
 pytestmark = pytest.mark.vm
 
@@ -59,13 +58,6 @@ cd /root
 chmod +x crafted-client
 C=/root/certs/cert.pem; K=/root/certs/key.pem
 L35=%(ossl35)s
-stats() { echo "STAT $1 $(awk 'NF == 2 && $2 ~ /^[0-9]+$/ {printf "\"%%s\":%%s,", $1, $2}' /proc/net/tls_stat | sed 's/,$//; s/^/{/; s/$/}/')"; }
-waitport() {
-    i=0
-    while ! ss -ltnH "( sport = :$1 )" 2>/dev/null | grep -q .; do
-        i=$((i+1)); [ $i -gt 600 ] && { echo "port $1 never listened"; return 1; }; sleep 0.05
-    done
-}
 # cases MODE PORT RUNS CASE...: crafted-client runs, one RUN line each
 cases() {
     m=$1; p=$2; r=$3; shift 3
@@ -267,7 +259,7 @@ def check_matrix(g, mode, kernel, cases, expect_tx, expect_rx, handoff):
         assert s["handoff"] is handoff, s
         assert s["status"]["tx"]["mode"] == expect_tx, s["status"]
         assert s["status"]["rx"]["mode"] == expect_rx, s["status"]
-    d = delta(g[("STAT", mode + ".before")][0], g[("STAT", mode + ".after")][0])
+    d = stat_delta(g, mode)
     # each connection installed TX (and RX) once: probes add only a few
     assert d["TlsTxSw"] >= len(srv)
     if expect_rx != "userspace":
@@ -305,7 +297,7 @@ def test_612_eager_peer_survives_at_default_settings(g612):
     storm guard must not end a peer that sends data between its KeyUpdates."""
     for m in ("t30", "ho"):
         c, s = g612[("LONGC", m)][0], g612[("LONGS", m)][0]
-        d = delta(g612[("STAT", "long-%s.before" % m)][0], g612[("STAT", "long-%s.after" % m)][0])
+        d = stat_delta(g612, "long-" + m)
         print("\n[vm_endings] 64 MiB %s: client %s\n  server %s\n  tls_stat %s"
               % (m, c["status"], s["status"], d))
         assert g612[("LONGRC", m)] == ["0"] and c["ok"] and s["ok"]

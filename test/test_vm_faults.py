@@ -28,8 +28,8 @@ One boot; each case's tls_stat is read before and after."""
 import pytest
 
 from helpers import GUEST_PROVIDER_CONF
-from vm_helpers import (FAULT_SHIM_GUEST, GUEST_LIB, app_fill, fault_shim_put,
-                        prefix_sha256, run_guest_script, tagged_lines)
+from vm_helpers import (FAULT_SHIM_GUEST, GUEST_LIB, app_fill, fault_shim_put, nonzero,
+                        prefix_sha256, run_guest_script, stat_delta, tagged_lines)
 
 pytestmark = pytest.mark.vm
 
@@ -43,7 +43,6 @@ KEYUPDATES = (RECORDS - 1) // KU_EVERY      # none after the last record
 GUEST = GUEST_PROVIDER_CONF + GUEST_LIB + r"""
 cd /root
 conf setagain "prestage = off"
-stats() { echo "STAT $1 $(awk 'NF == 2 {printf "\"%s\":%s,", $1, $2}' /proc/net/tls_stat | sed 's/,$//; s/^/{/; s/$/}/')"; }
 # run NAME SERVE-CONF CLIENT-FAULT SERVE-FAULT CLIENT-ARGS: one connection
 run() {
     stats $1.before
@@ -97,16 +96,14 @@ class Case:
         self.out_size, self.out_sha = int(size), digest
         self.cerr = res.get(("CERR", name), [])
         self.serr = res.get(("SERR", name), [])
-        before = res[("STAT", name + ".before")][0]
-        after = res[("STAT", name + ".after")][0]
-        self.delta = {k: after[k] - before[k] for k in after}
+        self.delta = stat_delta(res, name)
         self.tx = self.client["status"]["tx"]
         self.rx = self.client["status"]["rx"]
         print("\n[vm_faults] %s: rc %d, client tx %s, tls_stat %s"
               % (name, self.rc, {k: self.tx[k] for k in
                                  ("mode", "reason_code", "errno", "rekeys", "staged_switches",
                                   "keyupdates")},
-                 {k: v for k, v in self.delta.items() if v}))
+                 nonzero(self.delta)))
 
     def injected(self, errno, opt, call, err=None):
         line = "ktls-fault: injected %s into setsockopt(%s) call #%d" % (errno, opt, call)

@@ -12,8 +12,8 @@ import json
 
 import pytest
 
-from helpers import GUEST_PROVIDER_CONF
-from vm_helpers import app_fill, prefix_sha256, run_guest_script
+from helpers import GUEST_PROVIDER_CONF, GUEST_SH
+from vm_helpers import app_fill, nonzero, prefix_sha256, run_guest_script, stat_delta
 
 pytestmark = pytest.mark.vm
 
@@ -99,15 +99,9 @@ done
 grep -v '^^rekey' gnutls.in > gnutls.expect
 stats gnutls.before
 serve gnutls 4435 /dev/null
-# each ^rekey line is alone in a read of gnutls-cli's stdin: the next line
-# goes once the server's kernel has the KeyUpdate; stdin closes once the
-# whole echo is back
+# the next line goes once the server's kernel has the KeyUpdate
 : > gnutls.out
-base=$(tlsstat TlsRxRekeyReceived)
-(k=0; while read -r line; do
-    echo "$line"
-    case $line in ^rekey*) k=$((k+1)); waitstat TlsRxRekeyReceived $((base + k));; esac
-done < gnutls.in; waitsize gnutls.out $(wc -c < gnutls.expect)) |
+feedrekeys gnutls.in gnutls.expect gnutls.out TlsRxRekeyReceived |
     gnutls-cli --logfile gnutls.log --insecure --inline-commands -p 4435 127.0.0.1 \
     > gnutls.out 2> gnutls.err || true
 wait
@@ -126,7 +120,7 @@ serve sclient 4436 /dev/null
 # next data, RFC 8446 4.6.3)
 : > sc.out; : > sc.k
 base=$(tlsstat TlsRxRekeyReceived)
-i=0     # (after serve: its wait counts in i too)
+i=0
 (while [ $i -le 10 ]; do
     j=0
     while [ $j -lt 50 ]; do printf 's_client line %04d.%02d %s\n' $i $j \
@@ -187,17 +181,12 @@ def guest(vm_platform, tmp_path_factory):
     return res
 
 
-def delta(res, name):
-    before, after = res[("STAT", name + ".before")], res[("STAT", name + ".after")]
-    return {k: after[k] - before[k] for k in after}
-
-
 @pytest.mark.parametrize("mode", ["staged", "setagain"])
 def test_handoff_thousand_keyupdates_each_way(guest, mode):
     name = "long-" + mode
-    c, s, d = guest[("CLIENT", name)], guest[("SERVE", name)], delta(guest, name)
+    c, s, d = guest[("CLIENT", name)], guest[("SERVE", name)], stat_delta(guest, name)
     print("\n[vm_handoff] %s: tls_stat %s\n  client %s\n  server %s"
-          % (name, d, c["status"], s["status"]))
+          % (name, nonzero(d), c["status"], s["status"]))
     assert c["handoff"] is True and s["handoff"] is True, guest["_text"][-3000:]
     assert c["ok"] and c["bytes_sent"] == c["bytes_received"] == 64 << 20
     assert c["sha256_sent"] == c["sha256_received"] == s["sha256_in"]
@@ -250,8 +239,8 @@ def test_handoff_with_stock_s_client_K(guest):
     """Ten K, each sent alone once the echo before it was back: the server
     received ten KeyUpdates and answered each (data follows every K, so
     each request's answer is due; coalesced replies go before data)."""
-    sc, s, d = guest[("SCLIENT", "-")], guest[("SERVE", "sclient")], delta(guest, "sclient")
-    print("\n[vm_handoff] s_client: %s, tls_stat %s, server %s" % (sc, d, s["status"]))
+    sc, s, d = guest[("SCLIENT", "-")], guest[("SERVE", "sclient")], stat_delta(guest, "sclient")
+    print("\n[vm_handoff] s_client: %s, tls_stat %s, server %s" % (sc, nonzero(d), s["status"]))
     assert sc["got"] == sc["expect"], guest["_text"][-3000:]
     assert s["ok"] and s["handoff"] is True and s["sha256_in"] == sc["expect"]
     n = sc["keyupdates"]
@@ -268,7 +257,7 @@ def test_handoff_storm_guard_ends_a_keyupdate_flood(guest):
     unexpected_message alert, and what it did receive is exactly what it
     sent, up to where it stopped.  (The burst bound, KeyUpdates with no data
     between them, is tested at its default in test_vm_endings.py.)"""
-    c, s, d = guest[("CLIENT", "storm")], guest[("SERVE", "storm")], delta(guest, "storm")
+    c, s, d = guest[("CLIENT", "storm")], guest[("SERVE", "storm")], stat_delta(guest, "storm")
     print("\n[vm_handoff] storm: tls_stat %s\n  client %s\n  server %s"
           % (d, c["status"], s["status"]))
     assert s["handoff"] is True and s["ok"] is False
@@ -317,13 +306,13 @@ def test_ktls_bench_paths(guest):
         assert b[p]["tx"] == "kernel-sw", b[p]
 
 
-GUEST_61 = r"""
+GUEST_61 = GUEST_SH + r"""
 cd /root
 C=certs/cert.pem; K=certs/key.pem
 for v in 1_2 1_3; do
     ktls-serve --cert $C --key $K --port 4433 --echo --handoff --json --max-conns 1 \
         > s$v.json 2> s$v.err &
-    i=0; while ! grep -q listening s$v.err; do i=$((i+1)); [ $i -gt 200 ] && exit 9; sleep 0.05; done
+    waitlisten s$v.err || exit 9
     ktls-client --handoff --json --tls$v --bytes 4M --keyupdate-every 16 127.0.0.1:4433 \
         > c$v.json 2> c$v.err
     echo "RC$v $?"

@@ -11,29 +11,16 @@ import threading
 import time
 
 from conftest import TOP, VMProcess
+from helpers import GUEST_SH
 
 KERNEL = "debian-6.1"
 
 # Shell functions for guest scripts (dash).  Output is cut into sections by
 # lines "== NAME"; keep big data in the guest and print hashes only.
-GUEST_LIB = r"""
+GUEST_LIB = GUEST_SH + r"""
 C=/root/certs/cert.pem; K=/root/certs/key.pem
 sec() { echo "== $1"; cat "$1" 2>/dev/null; }
 st() { echo "== $1"; cat /proc/net/tls_stat; }
-waitport() {
-	i=0
-	while ! ss -ltnH "( sport = :$1 )" 2>/dev/null | grep -q .; do
-		i=$((i+1)); [ $i -gt 400 ] && { echo "port $1 never listened" >&2; return 1; }
-		sleep 0.05
-	done
-}
-waitfor() {
-	i=0
-	while ! grep -q "$2" "$1" 2>/dev/null; do
-		i=$((i+1)); [ $i -gt 400 ] && { echo "$2 never showed in $1" >&2; return 1; }
-		sleep 0.05
-	done
-}
 ssconn() { echo "== $1"; ss -tnieH state established "( sport = :$2 )" 2>/dev/null; }
 # hold TAG PORT SERVE-ARGS S_CLIENT-ARGS: ktls-serve --echo <- s_client with
 # the connection held open for a look at tls_stat (TAG.stat0/1/2) and ss (TAG.ss)
@@ -113,6 +100,21 @@ def prefix_sha256(data, n):
 
 def delta(before, after):
     return {k: after[k] - before.get(k, 0) for k in after}
+
+
+def stat_delta(res, name):
+    """tls_stat's change over a guest's `stats NAME.before` .. `stats
+    NAME.after` (GUEST_SH), from a tagged_lines()-style result (a list per
+    key, or one value)."""
+    before, after = res[("STAT", name + ".before")], res[("STAT", name + ".after")]
+    if isinstance(before, list):
+        before, after = before[0], after[0]
+    return delta(before, after)
+
+
+def nonzero(d):
+    """The counters that moved (for printing)."""
+    return {k: v for k, v in d.items() if v}
 
 
 def json_lines(text):
