@@ -86,12 +86,26 @@ def excluded(name):
     return len(parts) == 3 and parts[1] in EXCLUDED_VARIANTS
 
 
+def check_tap(out):
+    """The kselftest run reported every test it planned ("1..N") and
+    exited as its results say (1 when any failed, else 0): it did not
+    crash or stop part way.  Returns parse_tap's results."""
+    res = parse_tap(out)
+    assert res, "no kselftest results:\n" + out[-3000:]
+    plan = re.search(r"^1\.\.(\d+)$", out, re.M)
+    rc = re.search(r"^selftest-rc=(\d+)$", out, re.M)
+    assert plan and len(res) == int(plan.group(1)), \
+        "planned %s, reported %d:\n%s" % (plan and plan.group(1), len(res), out[-3000:])
+    any_failed = any(s == "fail" for s in res.values())
+    assert rc and int(rc.group(1)) == (1 if any_failed else 0), out[-3000:]
+    return res
+
+
 def run_selftests(vm_run, kdir, extra_env=()):
-    r = vm_run("/root/tls-selftest", kernel="patched-6.12", project=False,
-               puts=[(os.path.join(kdir, "tls-selftest"), "/root/tls-selftest")],
-               timeout=1500)
-    res = parse_tap(r.stdout)
-    assert res, "no kselftest results:\n" + r.stdout[-3000:] + r.stderr[-2000:]
+    r = vm_run("/root/tls-selftest; echo selftest-rc=$?", kernel="patched-6.12",
+               project=False, timeout=1500,
+               puts=[(os.path.join(kdir, "tls-selftest"), "/root/tls-selftest")])
+    res = check_tap(r.stdout)
     failed = sorted(n for n, s in res.items() if s == "fail" and not excluded(n))
     assert not failed, "failed: %s\n%s" % (failed, r.stdout[-6000:])
     for t in REQUIRED:
@@ -131,8 +145,8 @@ def test_kasan_kmemleak(vm_run, tmp_path, monkeypatch):
     # a subset of the variants: KASAN under TCG is slow
     cmd = ("/root/tls-selftest -v 13_aes_gcm -v 13_chacha -v 12_aes_gcm -v 13_nopad "
            "-f tls_basic -f tls_err -f global >/root/selftest.out 2>&1; "
-           "echo selftest-rc=$?; grep -c '^ok' /root/selftest.out; "
-           "grep '^not ok' /root/selftest.out; "
+           "echo selftest-rc=$?; echo selftest-begin; cat /root/selftest.out; "
+           "echo selftest-end; "
            "/root/rekey-stress 500 3 || echo stress-failed; "
            "echo scan >/sys/kernel/debug/kmemleak; sleep 6; "
            "echo scan >/sys/kernel/debug/kmemleak; "
@@ -143,8 +157,9 @@ def test_kasan_kmemleak(vm_run, tmp_path, monkeypatch):
                extra_args=["--memory", "2048"])
     print(r.stdout)
     assert "stress-failed" not in r.stdout
-    bad = [l for l in r.stdout.splitlines() if l.startswith("not ok")
-           and not excluded(l.split()[3] if len(l.split()) > 3 else "")]
+    tap = r.stdout.split("selftest-begin", 1)[1].split("selftest-end", 1)[0]
+    res = check_tap(tap + "\n" + re.search(r"^selftest-rc=\d+$", r.stdout, re.M).group(0))
+    bad = sorted(n for n, s in res.items() if s == "fail" and not excluded(n))
     assert not bad, bad
     leaks = r.stdout.split("kmemleak-begin", 1)[1].split("kmemleak-end", 1)[0]
     assert "unreferenced object" not in leaks, leaks[:4000]
