@@ -632,3 +632,69 @@ def test_aes_gcm_still_offloaded_without_chacha(nomod_guest):
     res = json_lines(s["gcm.hold.json"])[0]
     assert res["ok"] is True and res["status"]["tx"]["mode"] == "kernel-sw"
     assert res["status"]["rx"]["mode"] == "kernel-sw"
+
+
+# ---------------------------------------------------------------------------
+# Boot 5: no tls module at all (the ULP cannot attach)
+# ---------------------------------------------------------------------------
+
+NOTLS_SCRIPT = r"""
+echo "== probe"; ktls-probe --json
+echo "== ulps"; cat /proc/sys/net/ipv4/tcp_available_ulp
+ktls-serve --cert $C --key $K --port 5004 --echo --max-conns 2 --json >n.json 2>n.err &
+spid=$!; waitport 5004
+for v in 1_2 1_3; do
+	ktls-client --json --tls$v --bytes %(nbytes)d 127.0.0.1:5004 >>n.cjson 2>>n.cerr
+	echo $? >>n.rc
+done
+wait $spid
+echo "== after"; [ -e /proc/net/tls_stat ] && echo "tls_stat present" || echo "no tls_stat"
+cut -d' ' -f1 /proc/modules | grep -x tls || echo "tls not loaded"
+sec n.json; sec n.cjson; sec n.rc; sec n.err; sec n.cerr
+echo "== end"
+"""
+
+
+@pytest.fixture(scope="module")
+def notls_guest(vm_platform, certs):
+    return boot("boot no-module tls", NOTLS_SCRIPT % {"nbytes": 2 << 20}, certs, [],
+                no_modules=["tls"])
+
+
+def test_no_tls_module_probe_says_why(notls_guest):
+    """The kernel has kTLS, but as a module that is not there: the probe
+    says the ULP is unavailable (ENOENT) and every cipher with it."""
+    s = notls_guest
+    assert "tls" not in s["ulps"].split(), s["ulps"]
+    caps = json_lines(s["probe"])[0]
+    assert caps["ulp"] == {"available": False, "reason": "ENOENT"}, caps["ulp"]
+    assert caps["rekey"] is False and caps["prestage"] is False, caps
+    for c in caps["ciphers"]:
+        assert (c["tx"], c["rx"]) == ("ENOENT", "ENOENT"), c
+
+
+def test_no_tls_module_transfers_in_userspace(notls_guest):
+    """Both sides fall back to userspace records with reason ulp-unavailable
+    (ENOENT), the data intact both ways; the module was never loaded."""
+    s = notls_guest
+    assert s["n.rc"].split() == ["0", "0"], s["n.cerr"]
+    assert s["after"].split("\n")[:2] == ["no tls_stat", "tls not loaded"], s["after"]
+    cl, sv = json_lines(s["n.cjson"]), json_lines(s["n.json"])
+    assert [c["protocol"] for c in cl] == ["TLSv1.2", "TLSv1.3"], cl
+    assert len(sv) == 2, s["n.err"]
+    for c, v in zip(cl, sv):
+        assert c["ok"] is True and v["ok"] is True, (c, v)
+        assert c["bytes_sent"] == 2 << 20
+        assert c["sha256_received"] == c["sha256_sent"] == v["sha256_in"]
+        for side in (c, v):
+            # OpenSSL 3.0 offers no TLS 1.3 receive keys: that direction
+            # never reaches the ULP
+            dirs = ("tx", "rx") if c["protocol"] == "TLSv1.2" else ("tx",)
+            for d in ("tx", "rx"):
+                st = side["status"][d]
+                assert st["mode"] == "userspace", st
+                if d in dirs:
+                    assert (st["reason_code"], st["errno"]) == ("ulp-unavailable", "ENOENT"), st
+                else:
+                    assert st["reason_code"] == "not-offered", st
+
