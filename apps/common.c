@@ -8,6 +8,8 @@
 #include <openssl/conf.h>
 #include <openssl/err.h>
 #include <openssl/provider.h>
+#include <sys/socket.h>
+#include <ktls-uapi.h>
 
 #include "common.h"
 
@@ -274,6 +276,25 @@ const char *app_diag_json(SSL *ssl)
 	if (ktls_conn_diag(ssl, &tx, &rx))
 		return "null";
 	snprintf(buf, sizeof(buf), "{\"tx\":\"%s\",\"rx\":\"%s\"}", tx, rx);
+	return buf;
+}
+
+static const char *sol_tls_bool(int fd, int opt)
+{
+	int v = 0;
+	socklen_t len = sizeof(v);
+
+	if (getsockopt(fd, SOL_TLS, opt, &v, &len))
+		return "null";
+	return v ? "true" : "false";
+}
+
+const char *app_kernel_opts_json(int fd)
+{
+	static char buf[80];
+
+	snprintf(buf, sizeof(buf), "{\"rx_expect_no_pad\":%s,\"tx_zerocopy_ro\":%s}",
+		 sol_tls_bool(fd, TLS_RX_EXPECT_NO_PAD), sol_tls_bool(fd, TLS_TX_ZEROCOPY_RO));
 	return buf;
 }
 

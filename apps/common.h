@@ -68,6 +68,10 @@ const char *app_status_json(SSL *ssl);
 
 /* What sock_diag says of the socket: {"tx":"sw","rx":"sw"} or null. */
 const char *app_diag_json(SSL *ssl);
+/* The kernel's own answer (getsockopt SOL_TLS) for the options the policy
+ * can set on fd: {"rx_expect_no_pad":B,"tx_zerocopy_ro":B}, B true, false
+ * or null where the kernel has no such setting for this socket. */
+const char *app_kernel_opts_json(int fd);
 
 /* Deterministic payload: byte i of the stream. Fill buf from offset off. */
 void app_fill(uint8_t *buf, size_t len, uint64_t off);

@@ -345,7 +345,7 @@ int main(int argc, char **argv)
 	};
 	struct client_opts o = { .bytes = 1 << 20, .timeout = 60 };
 	struct xfer x = { 0 };
-	char out_hex[65] = "", in_hex[65] = "", diag[64], *colon, *end;
+	char out_hex[65] = "", in_hex[65] = "", diag[64], kopts[80] = "null", *colon, *end;
 	SSL_CTX *ctx;
 	SSL *ssl;
 	int ch, r, fd, rc = 0, saved_errno;
@@ -458,6 +458,7 @@ int main(int argc, char **argv)
 	rc = handed_off ? run_handoff(ssl, fd, &o, &x) : run(ssl, fd, &o, &x);
 	saved_errno = errno;
 	snprintf(diag, sizeof(diag), "%s", app_diag_json(ssl));
+	snprintf(kopts, sizeof(kopts), "%s", app_kernel_opts_json(fd));
 	errno = saved_errno;
 	if (rc) {
 		rc = 1;
@@ -504,12 +505,12 @@ int main(int argc, char **argv)
 		printf("{\"ok\":%s,\"error\":\"%s\",\"protocol\":\"%s\",\"cipher\":\"%s\","
 		       "\"bytes_sent\":%llu,\"bytes_received\":%llu,\"sha256_sent\":\"%s\","
 		       "\"sha256_received\":\"%s\",\"keyupdates_sent\":%llu,\"handoff\":%s,"
-		       "\"kernel_conf\":%s,\"openssl\":\"%s\",\"status\":%s}\n",
+		       "\"kernel_conf\":%s,\"kernel_opts\":%s,\"openssl\":\"%s\",\"status\":%s}\n",
 		       rc ? "false" : "true", rc ? (x.error ? x.error : "hash mismatch") : "",
 		       SSL_get_version(ssl), SSL_get_cipher_name(ssl),
 		       (unsigned long long)x.sent, (unsigned long long)x.recvd, out_hex, in_hex,
 		       (unsigned long long)x.kus, handed_off ? "true" : "false", diag,
-		       OpenSSL_version(OPENSSL_VERSION), app_status_json(ssl));
+		       kopts, OpenSSL_version(OPENSSL_VERSION), app_status_json(ssl));
 	} else {
 		fprintf(stderr, "%s: %s %s: sent %llu bytes (sha256 %s), received %llu (sha256 %s), "
 				"%llu KeyUpdates sent: %s\n",

@@ -252,7 +252,7 @@ static void handle(SSL_CTX *ctx, int cfd, const struct serve_opts *o, long id)
 	EVP_MD_CTX *md = EVP_MD_CTX_new();
 	uint64_t total = 0, kus = 0;
 	bool sendfile_used = false, handed_off = false;
-	char hex[65] = "", diag[64] = "null";
+	char hex[65] = "", diag[64] = "null", kopts[80] = "null";
 	SSL *ssl = SSL_new(ctx);
 	int ok = -1;
 
@@ -274,6 +274,7 @@ static void handle(SSL_CTX *ctx, int cfd, const struct serve_opts *o, long id)
 				"libssl\n", prog, id, strerror(-r));
 	}
 	snprintf(diag, sizeof(diag), "%s", app_diag_json(ssl));
+	snprintf(kopts, sizeof(kopts), "%s", app_kernel_opts_json(cfd));
 	if (o->root)
 		ok = serve_file(ssl, o, &total, &sendfile_used);
 	else if (handed_off)
@@ -295,12 +296,13 @@ static void handle(SSL_CTX *ctx, int cfd, const struct serve_opts *o, long id)
 	if (o->json)
 		printf("{\"conn\":%ld,\"ok\":%s,\"protocol\":\"%s\",\"cipher\":\"%s\","
 		       "\"bytes\":%llu,\"sha256_in\":\"%s\",\"keyupdates_sent\":%llu,"
-		       "\"sendfile\":%s,\"handoff\":%s,\"kernel_conf\":%s,\"openssl\":\"%s\","
+		       "\"sendfile\":%s,\"handoff\":%s,\"kernel_conf\":%s,\"kernel_opts\":%s,"
+		       "\"openssl\":\"%s\","
 		       "\"status\":%s}\n",
 		       id, ok ? "false" : "true", SSL_get_version(ssl), SSL_get_cipher_name(ssl),
 		       (unsigned long long)total, o->root ? "" : hex, (unsigned long long)kus,
 		       sendfile_used ? "true" : "false", handed_off ? "true" : "false", diag,
-		       OpenSSL_version(OPENSSL_VERSION), app_status_json(ssl));
+		       kopts, OpenSSL_version(OPENSSL_VERSION), app_status_json(ssl));
 	fflush(stdout);
 out:
 	ERR_clear_error();
