@@ -147,6 +147,8 @@ static long set_ktls(struct ktls_conn *c, const void *info, bool tx)
 		   kb.version == KTLS_TLS13 ? "1.3" : "1.2");
 	if (tx)
 		ktls_key_stage(c, tx);	/* best effort: KeyUpdates can set the key again */
+	else
+		ktls_rx_expect_no_pad(c);
 out:
 	ktls_keyblock_wipe(&kb);
 	return offloaded(d);

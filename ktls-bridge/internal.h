@@ -240,6 +240,9 @@ int ktls_rx_after_handshake(struct ktls_conn *c, const uint8_t *body, size_t len
 ssize_t ktls_rx_record(struct ktls_conn *c, void *buf, size_t cap, uint8_t *type, bool run_hs);
 /* recvmsg said EKEYEXPIRED: install the next generation now. */
 int ktls_rx_key_expired(struct ktls_conn *c);
+/* TLS 1.3 RX was just installed: TLS_RX_EXPECT_NO_PAD when the policy
+ * asks (best effort: without it the kernel only decrypts less eagerly). */
+void ktls_rx_expect_no_pad(struct ktls_conn *c);
 /* libssl offered TLS 1.3 keys again for an offloaded direction (OpenSSL
  * 3.2+ after a KeyUpdate): 1 when they are the generation the kernel holds
  * or the next one (then installed), else the connection ends and 0. */

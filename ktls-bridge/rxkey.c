@@ -360,3 +360,14 @@ ssize_t ktls_rx_record(struct ktls_conn *c, void *buf, size_t cap, uint8_t *type
 	c->rx.st.bytes += (uint64_t)n;
 	return n;
 }
+
+void ktls_rx_expect_no_pad(struct ktls_conn *c)
+{
+	int one = 1;
+
+	if (!c->policy.rx_expect_no_pad || c->rx.st.version != KTLS_TLS13)
+		return;
+	if (ktls_sys->setsockopt(c->fd, SOL_TLS, TLS_RX_EXPECT_NO_PAD, &one, sizeof(one)))
+		ktls_trace("fd %d TLS_RX_EXPECT_NO_PAD refused: %s", c->fd,
+			   ktls_errno_name(errno));
+}

@@ -27,32 +27,18 @@ cd /root
 conf staged ""
 conf setagain "prestage = off"
 conf ratelimit "storm_limit = 50"
+conf nopad "rx_expect_no_pad = on"
 C=certs/cert.pem; K=certs/key.pem
-stats() { echo "STAT $1 $(awk '$1 ~ /^Tls(Tx|Rx)(RekeyOk|RekeyError|StagedSwitch)$/ {printf "\"%s\":%s,", $1, $2}' /proc/net/tls_stat | sed 's/,$//; s/^/{/; s/$/}/')"; }
 serve() {  # NAME PORT CONF ARGS...
     n=$1; p=$2; cf=$3; shift 3
     OPENSSL_CONF=$cf ktls-serve --cert $C --key $K --port $p --echo --handoff --json \
         --max-conns 1 "$@" > $n.serve 2> $n.serr &
-    i=0; while ! grep -q listening $n.serr; do i=$((i+1)); [ $i -gt 200 ] && exit 9; sleep 0.05; done
+    waitlisten $n.serr
 }
 report() { sed "s/^/SERVE $1 /" $1.serve; [ -s $1.c ] && echo "CLIENT $1 $(cat $1.c)"; true; }
-# The stock-peer feeders wait for events, never for time (60 s bounds):
-# waitsize FILE BYTES  until FILE holds BYTES (the echo came back)
-# waitstat NAME N      until tls_stat's NAME reaches N (the server's
-#                      kernel received a KeyUpdate: no other socket here
-#                      receives any)
-tlsstat() { awk -v n=$1 '$1 == n {print $2}' /proc/net/tls_stat; }
-# (their counters have names of their own: dash has no local variables)
-waitsize() {
-    ws_n=0; while [ "$(wc -c < $1)" -lt $2 ]; do
-        ws_n=$((ws_n+1)); [ $ws_n -gt 1200 ] && { echo "waitsize $1 $2: timed out" >&2; return 1; }
-        sleep 0.05; done
-}
-waitstat() {
-    wt_n=0; while [ "$(tlsstat $1)" -lt $2 ]; do
-        wt_n=$((wt_n+1)); [ $wt_n -gt 1200 ] && { echo "waitstat $1 $2: timed out" >&2; return 1; }
-        sleep 0.05; done
-}
+# The stock-peer feeders wait for events (GUEST_SH: waitsize, waitstat),
+# never for time: tls_stat's TlsRxRekeyReceived moves when the server's
+# kernel received a KeyUpdate (no other socket here receives any)
 
 # 1. one connection, 64 MiB each way, a requested KeyUpdate every 4 records
 for mode in staged setagain; do
@@ -82,6 +68,16 @@ serve tls12 4434 /dev/null
 ktls-client --handoff --json --tls1_2 --bytes 8M 127.0.0.1:4434 > tls12.c || true
 wait
 report tls12
+
+# 2b. rx_expect_no_pad = on: both ends ask the kernel to decrypt TLS 1.3
+# records expecting no padding, with KeyUpdates re-keying RX under it
+stats nopad.before
+serve nopad 4438 /root/nopad.cnf
+OPENSSL_CONF=/root/nopad.cnf ktls-client --handoff --json --tls1_3 --bytes 8M \
+    --keyupdate-every 64 --keyupdate-requested 127.0.0.1:4438 > nopad.c || true
+wait
+stats nopad.after
+report nopad
 
 # 3. stock gnutls-cli with inline ^rekey^ (both) and ^rekey1^ (its own).
 # GnuTLS takes at most 8 KeyUpdates from its peer within a second (more
@@ -221,9 +217,33 @@ def test_handoff_tls12(guest):
             assert x["status"][way]["tls"] == "1.2"
 
 
+def test_handoff_tls12_has_no_tls13_options(guest):
+    """TLS_RX_EXPECT_NO_PAD is a TLS 1.3 setting: the kernel has none for a
+    TLS 1.2 socket (the JSON says null), and zerocopy is off by default."""
+    for x in (guest[("CLIENT", "tls12")], guest[("SERVE", "tls12")]):
+        assert x["kernel_opts"] == {"rx_expect_no_pad": None, "tx_zerocopy_ro": False}, x
+
+
+@pytest.mark.parametrize("name,expect", [("long-staged", False), ("nopad", True)])
+def test_handoff_rx_expect_no_pad(guest, name, expect):
+    """rx_expect_no_pad = on reaches the kernel (its own getsockopt answer on
+    each connection), off by default; 8 MiB echoed with KeyUpdates both ways
+    and the RX re-keys under it, byte for byte."""
+    c, s, d = guest[("CLIENT", name)], guest[("SERVE", name)], stat_delta(guest, name)
+    print("\n[vm_handoff] %s: kernel_opts %s / %s, tls_stat %s"
+          % (name, c["kernel_opts"], s["kernel_opts"], nonzero(d)))
+    assert c["ok"] and c["sha256_sent"] == c["sha256_received"] == s["sha256_in"]
+    for x in (c, s):
+        assert x["handoff"] is True and x["status"]["rx"]["mode"] == "kernel-sw"
+        assert x["kernel_opts"]["rx_expect_no_pad"] is expect, x["kernel_opts"]
+    assert c["keyupdates_sent"] > 0
+    assert d["TlsRxRekeyOk"] + d["TlsRxStagedSwitch"] >= 2 * c["keyupdates_sent"], d
+    assert d["TlsDecryptError"] == 0, d
+
+
 def test_handoff_with_stock_gnutls_rekeys(guest):
-    g, s, d = guest[("GNUTLS", "-")], guest[("SERVE", "gnutls")], delta(guest, "gnutls")
-    print("\n[vm_handoff] gnutls: %s, tls_stat %s, server %s" % (g, d, s["status"]))
+    g, s, d = guest[("GNUTLS", "-")], guest[("SERVE", "gnutls")], stat_delta(guest, "gnutls")
+    print("\n[vm_handoff] gnutls: %s, tls_stat %s, server %s" % (g, nonzero(d), s["status"]))
     assert g["got"] == g["expect"], guest["_text"][-3000:]
     assert s["ok"] and s["handoff"] is True
     assert s["sha256_in"] == g["expect"]

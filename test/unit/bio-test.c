@@ -49,6 +49,8 @@ static struct {
 	bool staged_rx;
 	uint8_t staged_rx_info[KTLS_MAX_INFO], last_rx[KTLS_MAX_INFO];
 	int rx_pending, rx_switches;
+	/* TLS_RX_EXPECT_NO_PAD: sets per fd, and an error to answer with */
+	int nopad_sets[1024], nopad_err;
 } F;
 
 static int fake_setsockopt(int fd, int level, int name, const void *val, socklen_t len)
@@ -84,6 +86,13 @@ static int fake_setsockopt(int fd, int level, int name, const void *val, socklen
 		memcpy(F.last_rx, val, len < sizeof(F.last_rx) ? len : sizeof(F.last_rx));
 		if (F.rx_pending)
 			F.rx_pending--;
+		return 0;
+	case TLS_RX_EXPECT_NO_PAD:
+		if (F.nopad_err) {
+			errno = F.nopad_err;
+			return -1;
+		}
+		F.nopad_sets[fd]++;
 		return 0;
 	case TLS_TX_NEXT:
 		if (F.prestage_err) {
@@ -252,7 +261,7 @@ static void fake_reset(void)
 static void fake_pair(int *a, int *b)
 {
 	tcp_pair(a, b);
-	F.tx_sets[*a] = F.rx_sets[*a] = 0;	/* fd numbers are reused */
+	F.tx_sets[*a] = F.rx_sets[*a] = F.nopad_sets[*a] = 0;	/* fd numbers are reused */
 }
 
 /* libssl offers kb (ctrl 72); its layout: the key struct, then a size_t
@@ -1101,6 +1110,47 @@ static void case_rx_rekey(void)
 	close(b);
 }
 
+static void nopad_on(struct ktls_policy *p)
+{
+	p->rx_expect_no_pad = true;
+}
+
+/* rx_expect_no_pad: TLS_RX_EXPECT_NO_PAD once TLS 1.3 RX is the kernel's,
+ * never for TX, TLS 1.2 or when the policy is off; a kernel refusing it
+ * leaves RX offloaded. */
+static void case_rx_expect_no_pad(void)
+{
+	static const struct {
+		void (*tweak)(struct ktls_policy *);
+		uint16_t version;
+		int err, sets;
+	} runs[] = {
+		{ nopad_on, KTLS_TLS13, 0, 1 },
+		{ NULL, KTLS_TLS13, 0, 0 },
+		{ nopad_on, KTLS_TLS12, 0, 0 },
+		{ nopad_on, KTLS_TLS13, ENOPROTOOPT, 0 },
+	};
+	int a, b;
+	BIO *bio;
+
+	for (size_t i = 0; i < sizeof(runs) / sizeof(runs[0]); i++) {
+		fake_reset();
+		F.rekey_err = 0;	/* a kernel that re-keys: TLS 1.3 offloads */
+		fake_probe();
+		F.nopad_err = runs[i].err;
+		fake_pair(&a, &b);
+		bio = bridge(a, runs[i].tweak);
+		CHECK_EQ(offer(bio, "AES-128-GCM", runs[i].version, true), 1);
+		CHECK_EQ(F.nopad_sets[a], 0);
+		CHECK_EQ(offer(bio, "AES-128-GCM", runs[i].version, false), 1);
+		CHECK_EQ(F.nopad_sets[a], runs[i].sets);
+		CHECK_EQ(conn(bio)->rx.st.mode, KTLS_MODE_KERNEL_SW);
+		BIO_free(bio);
+		close(a);
+		close(b);
+	}
+}
+
 static void case_handshake_walk(void)
 {
 	static const uint8_t coalesced[] = { 4, 0, 0, 2, 9, 9, 24, 0, 0, 1, 0 };
@@ -1583,6 +1633,7 @@ int main(void)
 	case_proactive_keyupdate();
 	case_partial_data_write();
 	case_rx_rekey();
+	case_rx_expect_no_pad();
 	case_handshake_walk();
 	case_userspace_accounting();
 	case_attach_bad_input();
