@@ -91,6 +91,23 @@ static enum ktls_mode kernel_mode(int fd, bool tx)
 	return (tx ? t : r) >= TLS_CONF_HW ? KTLS_MODE_KERNEL_HW : KTLS_MODE_KERNEL_SW;
 }
 
+/* zerocopy_sendfile: TLS_TX_ZEROCOPY_RO on an offloaded TX.  Set when TX
+ * is installed (OpenSSL before 3.2 never asks) and again when libssl asks
+ * (SSL_OP_ENABLE_KTLS_TX_ZEROCOPY_SENDFILE). */
+static bool tx_zerocopy(struct ktls_conn *c)
+{
+	int one = 1;
+
+	if (!offloaded(&c->tx) || !c->policy.zerocopy_sendfile)
+		return false;
+	if (ktls_sys->setsockopt(c->fd, SOL_TLS, TLS_TX_ZEROCOPY_RO, &one, sizeof(one))) {
+		ktls_trace("fd %d TLS_TX_ZEROCOPY_RO refused: %s", c->fd,
+			   ktls_errno_name(errno));
+		return false;
+	}
+	return true;
+}
+
 /* ctrl 72: libssl offers one direction's keys. 1 = kernel has them. */
 static long set_ktls(struct ktls_conn *c, const void *info, bool tx)
 {
@@ -145,10 +162,12 @@ static long set_ktls(struct ktls_conn *c, const void *info, bool tx)
 	d->rec_left = d->hdr_have = 0;
 	ktls_trace("fd %d %s offloaded: %s TLS %s", c->fd, what, kb.cipher->name,
 		   kb.version == KTLS_TLS13 ? "1.3" : "1.2");
-	if (tx)
+	if (tx) {
 		ktls_key_stage(c, tx);	/* best effort: KeyUpdates can set the key again */
-	else
+		tx_zerocopy(c);
+	} else {
 		ktls_rx_expect_no_pad(c);
+	}
 out:
 	ktls_keyblock_wipe(&kb);
 	return offloaded(d);
@@ -401,14 +420,7 @@ static long bridge_ctrl(BIO *b, int cmd, long larg, void *ptr)
 		c->ctrl_sent = 0;
 		return 1;
 	case BIO_CTRL_SET_KTLS_TX_ZEROCOPY_SENDFILE:
-		if (!offloaded(&c->tx) || !c->policy.zerocopy_sendfile)
-			return 0;
-		{
-			int one = 1;
-
-			return ktls_sys->setsockopt(c->fd, SOL_TLS, TLS_TX_ZEROCOPY_RO,
-						    &one, sizeof(one)) == 0;
-		}
+		return tx_zerocopy(c);
 	default:
 		return 0;
 	}

@@ -49,8 +49,8 @@ static struct {
 	bool staged_rx;
 	uint8_t staged_rx_info[KTLS_MAX_INFO], last_rx[KTLS_MAX_INFO];
 	int rx_pending, rx_switches;
-	/* TLS_RX_EXPECT_NO_PAD: sets per fd, and an error to answer with */
-	int nopad_sets[1024], nopad_err;
+	/* TLS_RX_EXPECT_NO_PAD, TLS_TX_ZEROCOPY_RO: sets per fd */
+	int nopad_sets[1024], nopad_err, zc_sets[1024];
 } F;
 
 static int fake_setsockopt(int fd, int level, int name, const void *val, socklen_t len)
@@ -86,6 +86,9 @@ static int fake_setsockopt(int fd, int level, int name, const void *val, socklen
 		memcpy(F.last_rx, val, len < sizeof(F.last_rx) ? len : sizeof(F.last_rx));
 		if (F.rx_pending)
 			F.rx_pending--;
+		return 0;
+	case TLS_TX_ZEROCOPY_RO:
+		F.zc_sets[fd]++;
 		return 0;
 	case TLS_RX_EXPECT_NO_PAD:
 		if (F.nopad_err) {
@@ -261,7 +264,7 @@ static void fake_reset(void)
 static void fake_pair(int *a, int *b)
 {
 	tcp_pair(a, b);
-	F.tx_sets[*a] = F.rx_sets[*a] = F.nopad_sets[*a] = 0;	/* fd numbers are reused */
+	F.tx_sets[*a] = F.rx_sets[*a] = F.nopad_sets[*a] = F.zc_sets[*a] = 0;	/* fd numbers reused */
 }
 
 /* libssl offers kb (ctrl 72); its layout: the key struct, then a size_t
@@ -1151,6 +1154,45 @@ static void case_rx_expect_no_pad(void)
 	}
 }
 
+static void zerocopy_on(struct ktls_policy *p)
+{
+	p->zerocopy_sendfile = true;
+}
+
+/* zerocopy_sendfile: TLS_TX_ZEROCOPY_RO when TX is installed (OpenSSL 3.0
+ * never asks) and when libssl asks (ctrl 90); never when the policy is
+ * off or TX stayed in userspace. */
+static void case_tx_zerocopy(void)
+{
+	static const struct {
+		void (*tweak)(struct ktls_policy *);
+		int tx_err, sets;
+	} runs[] = {
+		{ zerocopy_on, 0, 1 },
+		{ NULL, 0, 0 },
+		{ zerocopy_on, EINVAL, 0 },
+	};
+	int a, b;
+	BIO *bio;
+
+	for (size_t i = 0; i < sizeof(runs) / sizeof(runs[0]); i++) {
+		fake_reset();
+		F.tx_err = runs[i].tx_err;
+		fake_pair(&a, &b);
+		bio = bridge(a, runs[i].tweak);
+		CHECK_EQ(offer(bio, "AES-128-GCM", KTLS_TLS12, false), 1);
+		CHECK_EQ(F.zc_sets[a], 0);
+		CHECK_EQ(offer(bio, "AES-128-GCM", KTLS_TLS12, true), !runs[i].tx_err);
+		CHECK_EQ(F.zc_sets[a], runs[i].sets);
+		CHECK_EQ(BIO_ctrl(bio, 90, 0, NULL),	/* SET_KTLS_TX_ZEROCOPY_SENDFILE */
+			 runs[i].sets);
+		CHECK_EQ(F.zc_sets[a], 2 * runs[i].sets);
+		BIO_free(bio);
+		close(a);
+		close(b);
+	}
+}
+
 static void case_handshake_walk(void)
 {
 	static const uint8_t coalesced[] = { 4, 0, 0, 2, 9, 9, 24, 0, 0, 1, 0 };
@@ -1634,6 +1676,7 @@ int main(void)
 	case_partial_data_write();
 	case_rx_rekey();
 	case_rx_expect_no_pad();
+	case_tx_zerocopy();
 	case_handshake_walk();
 	case_userspace_accounting();
 	case_attach_bad_input();
