@@ -112,6 +112,10 @@ run setagain /root/setagain.cnf "" -- --bytes 16M --keyupdate-every 16 --keyupda
 conf handoff ""
 run handoff /root/handoff.cnf --handoff -- --handoff --bytes 8M --keyupdate-every 16 \
     --keyupdate-requested
+# the storm guard's rate bound in transparent mode: storm_limit = 1 takes
+# one KeyUpdate a second, and the client sends one every 16 records
+conf ratelimit "storm_limit = 1"
+run ratelimit /root/ratelimit.cnf "" -- --bytes 4M --keyupdate-every 16
 """
 
 GUEST_61 = GUEST_HEAD + r"""
@@ -194,6 +198,27 @@ def test_patched612_libssl35_handoff(guest612):
     assert c["status"]["rx"]["keyupdates"] == c["status"]["rx"]["rekeys"] > 0
     assert s["status"]["rx"]["keyupdates"] == s["status"]["rx"]["rekeys"] == 31
     assert d["TlsRxRekeyReceived"] == total((c, s), "rx", "keyupdates")
+
+
+@pytest.mark.vm
+def test_patched612_libssl35_storm_rate_bound(guest612):
+    """Transparent mode, the kernel decrypting TLS 1.3 for libssl 3.5: more
+    KeyUpdates in a second than storm_limit end the connection with an
+    unexpected_message alert the client reads (never a reset), reason
+    keyupdate-storm; what the client got back is a prefix of what it sent."""
+    c, s, d = one(guest612, "ratelimit")
+    errs = "\n".join(guest612.get(("ERR", "ratelimit"), []))
+    assert c["openssl"].startswith("OpenSSL 3.5")
+    assert s["handoff"] is False and s["status"]["rx"]["tls"] == "1.3"
+    assert s["status"]["rx"]["mode"] == "kernel-sw", s["status"]
+    assert s["ok"] is False and c["ok"] is False
+    assert s["status"]["rx"]["reason_code"] == "keyupdate-storm", s["status"]
+    assert s["status"]["rx"]["keyupdates"] >= 2
+    assert "unexpected message" in errs and "reset by peer" not in errs, errs
+    assert c["bytes_received"] < c["bytes_sent"] <= 4 << 20
+    assert c["sha256_received"] == prefix_sha256(app_fill(c["bytes_sent"]),
+                                                 c["bytes_received"])
+    assert d["TlsDecryptError"] == 0
 
 
 @pytest.mark.vm
