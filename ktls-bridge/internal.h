@@ -109,6 +109,13 @@ int ktls_hs_count_keyupdates(const uint8_t *p, size_t len, int *requested);
 
 #include "../rekey/rekey.h"
 
+/* keyblock.c: a secret chain generation as a keyblock for cipher c (key,
+ * iv, seq 0); the next generation's without advancing sec. */
+int ktls_secret_keyblock(const struct ktls_secret *sec, const struct ktls_cipher *c,
+			 struct ktls_keyblock *kb);
+int ktls_secret_peek_next(const struct ktls_secret *sec, const struct ktls_cipher *c,
+			  struct ktls_keyblock *kb);
+
 /* Receive: where we are in the stream of handshake messages, which the
  * peer may split across records anywhere. */
 struct ktls_hs_walk {

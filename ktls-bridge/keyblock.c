@@ -11,6 +11,40 @@
 
 #include "internal.h"
 
+int ktls_secret_keyblock(const struct ktls_secret *sec, const struct ktls_cipher *c,
+			 struct ktls_keyblock *kb)
+{
+	uint8_t key[KTLS_MAX_KEY], iv[KTLS_MAX_IV + KTLS_MAX_SALT];
+	size_t ivlen;
+	int ret;
+
+	if (!sec || !c || !kb)
+		return -EINVAL;
+	ivlen = (size_t)c->salt_size + c->iv_size;
+	ret = ktls_secret_key_iv(sec, key, c->key_size, iv, ivlen);
+	if (!ret)
+		ret = ktls_keyblock_from_tls13(kb, c, key, c->key_size, iv, ivlen);
+	OPENSSL_cleanse(key, sizeof(key));
+	OPENSSL_cleanse(iv, sizeof(iv));
+	return ret;
+}
+
+int ktls_secret_peek_next(const struct ktls_secret *sec, const struct ktls_cipher *c,
+			  struct ktls_keyblock *kb)
+{
+	struct ktls_secret tmp;
+	int ret;
+
+	if (!sec)
+		return -EINVAL;
+	tmp = *sec;
+	ret = ktls_secret_next(&tmp);
+	if (!ret)
+		ret = ktls_secret_keyblock(&tmp, c, kb);
+	ktls_secret_wipe(&tmp);
+	return ret;
+}
+
 int ktls_keyblock_from_info(struct ktls_keyblock *kb, const void *info, size_t len)
 {
 	struct tls_crypto_info hdr;

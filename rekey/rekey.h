@@ -6,6 +6,11 @@
  * HKDF-Expand-Label(secret_N, "traffic upd", "", Hash.length) (RFC 8446
  * 7.2), and each generation's key/iv are Expand-Label(secret, "key"/"iv").
  * The derivations use EVP_KDF "TLS13-KDF"; nothing here hand-rolls HKDF.
+ *
+ * The bottom layer: it knows secrets, labels and lengths, nothing of
+ * ciphers, keyblocks or the kernel (ktls-bridge/keyblock.c turns its key
+ * and iv into a keyblock), and builds and links alone (unit/rekey-test).
+ * Functions return 0 or -errno and leave errno alone.
  */
 #ifndef KTLS_REKEY_H
 #define KTLS_REKEY_H
@@ -13,8 +18,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-
-#include "ktls-bridge.h"
 
 #define KTLS_MAX_SECRET 64
 
@@ -30,12 +33,10 @@ int ktls_secret_set(struct ktls_secret *sec, const uint8_t *s, size_t len,
 		    const char *digest);
 /* Advance to generation gen+1, wiping the old secret. */
 int ktls_secret_next(struct ktls_secret *sec);
-/* The keyblock (key, iv, seq 0) of the current generation for cipher c. */
-int ktls_secret_keyblock(const struct ktls_secret *sec, const struct ktls_cipher *c,
-			 struct ktls_keyblock *kb);
-/* A keyblock for generation gen+1 without advancing sec. */
-int ktls_secret_peek_next(const struct ktls_secret *sec, const struct ktls_cipher *c,
-			  struct ktls_keyblock *kb);
+/* The current generation's write key and iv (RFC 8446 7.3), key_len and
+ * iv_len bytes (the iv is the whole nonce base: salt and explicit part). */
+int ktls_secret_key_iv(const struct ktls_secret *sec, uint8_t *key, size_t key_len,
+		       uint8_t *iv, size_t iv_len);
 /* Wipe. */
 void ktls_secret_wipe(struct ktls_secret *sec);
 

@@ -73,39 +73,20 @@ int ktls_secret_next(struct ktls_secret *sec)
 	return ret;
 }
 
-int ktls_secret_keyblock(const struct ktls_secret *sec, const struct ktls_cipher *c,
-			 struct ktls_keyblock *kb)
+int ktls_secret_key_iv(const struct ktls_secret *sec, uint8_t *key, size_t key_len,
+		       uint8_t *iv, size_t iv_len)
 {
-	uint8_t key[KTLS_MAX_KEY], iv[KTLS_MAX_IV + KTLS_MAX_SALT];
-	size_t ivlen;
 	int ret;
 
-	if (!sec || !sec->len || !c || !kb)
+	if (!sec || !sec->len || !key || !iv || !key_len || !iv_len)
 		return -EINVAL;
-	ivlen = (size_t)c->salt_size + c->iv_size;
-	ret = expand_label(sec->digest, sec->s, sec->len, "key", key, c->key_size);
+	ret = expand_label(sec->digest, sec->s, sec->len, "key", key, key_len);
 	if (!ret)
-		ret = expand_label(sec->digest, sec->s, sec->len, "iv", iv, ivlen);
-	if (!ret)
-		ret = ktls_keyblock_from_tls13(kb, c, key, c->key_size, iv, ivlen);
-	OPENSSL_cleanse(key, sizeof(key));
-	OPENSSL_cleanse(iv, sizeof(iv));
-	return ret;
-}
-
-int ktls_secret_peek_next(const struct ktls_secret *sec, const struct ktls_cipher *c,
-			  struct ktls_keyblock *kb)
-{
-	struct ktls_secret tmp;
-	int ret;
-
-	if (!sec)
-		return -EINVAL;
-	tmp = *sec;
-	ret = ktls_secret_next(&tmp);
-	if (!ret)
-		ret = ktls_secret_keyblock(&tmp, c, kb);
-	ktls_secret_wipe(&tmp);
+		ret = expand_label(sec->digest, sec->s, sec->len, "iv", iv, iv_len);
+	if (ret) {
+		OPENSSL_cleanse(key, key_len);
+		OPENSSL_cleanse(iv, iv_len);
+	}
 	return ret;
 }
 

@@ -33,7 +33,7 @@ if [ "${KTLS_QUICK:-0}" != 1 ]; then
 	echo "ASan + UBSan: in the library and the unit tests"
 
 	step "unit tests and an interop run under valgrind"
-	for t in cipher-test secret-test bio-test conn-test ending-test reason-test; do
+	for t in cipher-test secret-test bio-test conn-test ending-test reason-test rekey-test; do
 		"$KTLS_BUILDDIR/libtool" --mode=execute valgrind -q --error-exitcode=99 \
 			--leak-check=full --errors-for-leak-kinds=definite \
 			"$KTLS_BUILDDIR/test/unit/$t" >/dev/null

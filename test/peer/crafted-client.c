@@ -40,7 +40,7 @@
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
 
-#include "rekey.h"
+#include "internal.h"
 
 static const char *prog = "crafted-client";
 
