@@ -19,7 +19,17 @@
 extern "C" {
 #endif
 
-#define KTLS_BRIDGE_VERSION_STR "0.1.0"
+/* The release this header belongs to.  Each release's new functions get
+ * a symbol-version node of their own (KTLS_BRIDGE_MAJOR.MINOR, see
+ * libktls-bridge.map), so a program that uses them will not load with an
+ * older library. */
+#define KTLS_BRIDGE_VERSION_MAJOR 0
+#define KTLS_BRIDGE_VERSION_MINOR 2
+#define KTLS_BRIDGE_VERSION_STR "0.2.0"
+
+/* The release of the library running, "MAJOR.MINOR.PATCH" (it may be newer
+ * than the header a program was built with).  Never NULL. */
+const char *ktls_version(void);
 
 /* ------------------------------------------------------------------ */
 /* Cipher descriptor table                                             */

@@ -23,6 +23,12 @@ def app(name):
     return path
 
 
+def package_version():
+    """configure.ac's version of the package (AC_INIT)."""
+    with open(os.path.join(TOP, "configure.ac")) as f:
+        return re.search(r"AC_INIT\(\[ktls-offload\], \[([^]]+)\]", f.read()).group(1)
+
+
 def host_has_ktls():
     """True when this machine's kernel offers kTLS (then the host tests
     that assert the fallback reasons do not apply)."""

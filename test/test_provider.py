@@ -22,7 +22,7 @@ import pytest
 
 import provider_helpers as ph
 from conftest import ktls_skip
-from helpers import host_has_ktls
+from helpers import host_has_ktls, package_version
 
 pytestmark = pytest.mark.host
 
@@ -56,7 +56,7 @@ def test_listed_active_with_version(tmp_path):
     assert r.returncode == 0, r.stderr
     assert r.stderr == ""
     assert provs["ktls"]["name"] == "ktls provider"
-    assert provs["ktls"]["version"] == "0.1.0"
+    assert provs["ktls"]["version"] == package_version()
     assert provs["ktls"]["status"] == "active"
     assert "ktls-offload" in r.stdout and "ktls-cap-ulp" in r.stdout
     assert provs["default"]["status"] == "active"
@@ -333,7 +333,7 @@ def test_debug_logs_effective_settings(tmp_path, how):
     r = ph.run([ph.app("ktls-probe"), "--provider"], conf, debug=(how == "env"))
     assert r.returncode == 0
     err = r.stderr
-    assert "ktls-provider: activated, version 0.1.0" in err
+    assert "ktls-provider: activated, version %s" % package_version() in err
     for line in ("offload = on", "tx = on", "rx = on", "ciphers = AES-128-GCM",
                  "tls13 = never", "prestage = on", "keyupdate_records = 0",
                  "storm_limit = 9", "keyupdate_burst = 0 (no limit)",
