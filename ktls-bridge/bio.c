@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
  * bio.c - the bridge BIO: a TCP socket BIO that speaks libssl's kTLS
- * contract (BIO ctrls 72/73/74/75/76/90) and decides, per direction,
- * whether the kernel gets the keys.
+ * contract (BIO ctrls 72/73/74/75/76/90) and installs, per direction, the
+ * keys the policy lets the kernel have (ktls_decide, policy.c).
  */
 #include "config.h"
 
@@ -39,35 +39,6 @@ static void refuse(struct ktls_dir *d, enum ktls_reason r, int err, const char *
 {
 	d->st.mode = KTLS_MODE_USERSPACE;
 	ktls_dir_note(d, r, err, what);
-}
-
-/* Policy and probe, before any side effect. 0 = go ahead. */
-enum ktls_reason ktls_decide(const struct ktls_conn *c, const struct ktls_keyblock *kb,
-			       bool tx, int *err)
-{
-	const struct ktls_caps *caps = ktls_probe_basic();
-	const struct ktls_policy *p = &c->policy;
-	size_t ci = ktls_cipher_index(kb->cipher);
-
-	*err = 0;
-	if (!p->offload)
-		return KTLS_R_POLICY_OFF;
-	if (tx ? !p->tx : !p->rx)
-		return KTLS_R_POLICY_DIRECTION;
-	if (!(p->ciphers & (1u << ci)))
-		return KTLS_R_POLICY_CIPHER;
-	if (kb->version == KTLS_TLS13 && p->tls13 == KTLS_TLS13_NEVER)
-		return KTLS_R_TLS13_NEVER;
-	if (!caps->ulp) {
-		*err = caps->ulp_err;
-		return KTLS_R_ULP_UNAVAILABLE;
-	}
-	if (kb->version == KTLS_TLS13 && p->tls13 == KTLS_TLS13_AUTO && !caps->rekey) {
-		*err = caps->rekey_err;
-		return KTLS_R_TLS13_NO_REKEY;
-	}
-	/* Whether the kernel has the cipher is its answer at install time. */
-	return KTLS_R_NONE;
 }
 
 /* Only a NIC with TLS offload on can put a connection in hardware. */
@@ -194,34 +165,6 @@ static void account_wire(struct ktls_dir *d, const uint8_t *p, size_t n)
 			d->st.records++;
 		}
 	}
-}
-
-ssize_t ktls_send_ctrl(struct ktls_conn *c, int type, const void *buf, size_t len)
-{
-	union ktls_cmsg_buf cbuf;
-	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
-	struct msghdr msg = {
-		.msg_iov = &iov, .msg_iovlen = 1,
-		.msg_control = cbuf.b, .msg_controllen = sizeof(cbuf.b),
-	};
-	struct cmsghdr *cm;
-
-	/* The kernel's receive path reports a bad record through the socket
-	 * error, and a pending socket error fails every send: take it before
-	 * an alert, or the alert that explains the error cannot go out. */
-	if (type == KTLS_CT_ALERT && c->rx_kerr) {
-		int soerr;
-		socklen_t slen = sizeof(soerr);
-
-		getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &slen);
-	}
-	memset(cbuf.b, 0, sizeof(cbuf.b));
-	cm = CMSG_FIRSTHDR(&msg);
-	cm->cmsg_level = SOL_TLS;
-	cm->cmsg_type = TLS_SET_RECORD_TYPE;
-	cm->cmsg_len = CMSG_LEN(sizeof(unsigned char));
-	*CMSG_DATA(cm) = (unsigned char)type;
-	return ktls_sys->sendmsg(c->fd, &msg, MSG_NOSIGNAL);
 }
 
 static int bridge_write(BIO *b, const char *in, int inl)

@@ -248,30 +248,11 @@ int ktls_conn_attach(SSL *ssl, int fd, const struct ktls_policy *policy)
 	return 0;
 }
 
-void ktls_dir_note(struct ktls_dir *d, enum ktls_reason r, int err, const char *what)
+int ktls_conn_linger(SSL *ssl, int timeout_ms)
 {
-	d->st.reason = r;
-	d->st.err = err;
-	if (err)
-		snprintf(d->st.detail, sizeof(d->st.detail), "%s: %s", what, ktls_errno_name(err));
-	else
-		snprintf(d->st.detail, sizeof(d->st.detail), "%s", what);
-}
+	struct ktls_conn *c = ssl ? ktls_conn_from_bio(SSL_get_wbio(ssl)) : NULL;
 
-void ktls_conn_fatal(struct ktls_conn *c, bool tx, enum ktls_reason r, int err,
-		     uint8_t alert, const char *what)
-{
-	struct ktls_dir *d = tx ? &c->tx : &c->rx;
-
-	bool sent = false;
-
-	if (alert && !c->dead && c->tx.st.mode != KTLS_MODE_USERSPACE)
-		sent = ktls_send_alert(c, ALERT_LEVEL_FATAL, alert) == 2;
-	ktls_dir_note(d, r, err, what);
-	c->dead = true;
-	ktls_trace("fd %d connection ended: %s (%s), alert %u %s", c->fd, ktls_reason_code(r),
-		   d->st.detail, alert, sent ? "sent" : "not sent");
-	ktls_conn_end(c, sent);
+	return c ? ktls_linger_now(c, timeout_ms) : -EINVAL;
 }
 
 /* ------------------------------------------------------------------ */

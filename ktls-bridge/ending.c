@@ -178,11 +178,9 @@ void ktls_conn_end(struct ktls_conn *c, bool fatal)
 	trace_end(c);
 }
 
-int ktls_conn_linger(SSL *ssl, int timeout_ms)
+int ktls_linger_now(struct ktls_conn *c, int timeout_ms)
 {
-	struct ktls_conn *c = ssl ? ktls_conn_from_bio(SSL_get_wbio(ssl)) : NULL;
-
-	if (!c || c->fd < 0)
+	if (c->fd < 0)
 		return -EINVAL;
 	if (!c->lingered)
 		return -ENOTCONN;	/* no fatal alert went out: nothing to wait for */
@@ -202,4 +200,20 @@ ssize_t ktls_send_alert(struct ktls_conn *c, uint8_t level, uint8_t desc)
 	if (n == (ssize_t)sizeof(rec))
 		c->tx.st.records++;
 	return n;
+}
+
+void ktls_conn_fatal(struct ktls_conn *c, bool tx, enum ktls_reason r, int err,
+		     uint8_t alert, const char *what)
+{
+	struct ktls_dir *d = tx ? &c->tx : &c->rx;
+
+	bool sent = false;
+
+	if (alert && !c->dead && c->tx.st.mode != KTLS_MODE_USERSPACE)
+		sent = ktls_send_alert(c, ALERT_LEVEL_FATAL, alert) == 2;
+	ktls_dir_note(d, r, err, what);
+	c->dead = true;
+	ktls_trace("fd %d connection ended: %s (%s), alert %u %s", c->fd, ktls_reason_code(r),
+		   d->st.detail, alert, sent ? "sent" : "not sent");
+	ktls_conn_end(c, sent);
 }

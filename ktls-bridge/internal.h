@@ -102,7 +102,7 @@ int ktls_install_opt(int fd, int opt, const struct ktls_keyblock *kb);
 /* sock_diag: TLS_CONF_* of each direction of fd (0 when not set). */
 int ktls_diag_conf(int fd, int *txconf, int *rxconf);
 
-/* Walk the handshake messages in a record body; returns the number of
+/* record.c: walk the handshake messages in a record body; returns the number of
  * KeyUpdate messages found and stores the last one's request flag in
  * *requested (may be NULL). -EBADMSG when malformed/truncated. */
 int ktls_hs_count_keyupdates(const uint8_t *p, size_t len, int *requested);
@@ -209,13 +209,20 @@ struct ktls_conn {
 void ktls_conn_end(struct ktls_conn *c, bool fatal);
 /* An alert record through the kernel's TX; counts it.  Bytes or -1. */
 ssize_t ktls_send_alert(struct ktls_conn *c, uint8_t level, uint8_t desc);
+/* ktls_conn_linger(3) on c: 1 the peer closed, 0 the time ran out,
+ * -ENOTCONN no fatal alert was sent, -EINVAL no socket. */
+int ktls_linger_now(struct ktls_conn *c, int timeout_ms);
+/* End the connection: a fatal alert through the kernel when it has TX. */
+void ktls_conn_fatal(struct ktls_conn *c, bool tx, enum ktls_reason r, int err,
+		     uint8_t alert, const char *what);
 
-/* The conn behind a bridge BIO, or NULL for any other BIO. */
+/* bio.c: the conn behind a bridge BIO, or NULL for any other BIO. */
 struct ktls_conn *ktls_conn_from_bio(BIO *b);
-/* Send one control record of type on c's kernel TX (TLS_SET_RECORD_TYPE). */
+/* record.c: one control record of type on c's kernel TX
+ * (TLS_SET_RECORD_TYPE). */
 ssize_t ktls_send_ctrl(struct ktls_conn *c, int type, const void *buf, size_t len);
 
-/* txkey.c: the TLS 1.3 transmit key chain once the kernel has TX. */
+/* stage.c: pre-staged keys, both directions. */
 /* Stage generation gen+1 with TLS_TX_NEXT/TLS_RX_NEXT when policy and
  * kernel allow; a failure only means the next KeyUpdate sets the key again. */
 int ktls_key_stage(struct ktls_conn *c, bool tx);
@@ -224,6 +231,8 @@ int ktls_key_unstage(struct ktls_conn *c, bool tx);
 /* Did the kernel switch to the staged key?  1 yes (nothing staged any
  * more), 0 no, -errno when it cannot tell. */
 int ktls_key_staged_consumed(struct ktls_conn *c, bool tx);
+
+/* txkey.c: the TLS 1.3 transmit key chain once the kernel has TX. */
 /* Before a handshake record goes out: stage now if staging is wanted. */
 void ktls_tx_before_handshake(struct ktls_conn *c);
 /* After a handshake record holding nku KeyUpdates went out: bring the
@@ -254,14 +263,12 @@ void ktls_rx_expect_no_pad(struct ktls_conn *c);
  * 3.2+ after a KeyUpdate): 1 when they are the generation the kernel holds
  * or the next one (then installed), else the connection ends and 0. */
 int ktls_key_reoffered(struct ktls_conn *c, bool tx, const struct ktls_keyblock *kb);
-/* Policy and probe for one direction's keys, before any side effect:
- * KTLS_R_NONE = go ahead (the kernel's install answer decides ciphers). */
+/* policy.c: policy and probe for one direction's keys, before any side
+ * effect: KTLS_R_NONE = go ahead (the kernel's install answer decides
+ * ciphers). */
 enum ktls_reason ktls_decide(const struct ktls_conn *c, const struct ktls_keyblock *kb,
 			     bool tx, int *err);
-/* Record a direction's reason, errno and "what: ERRNO" detail. */
+/* reason.c: record a direction's reason, errno and "what: ERRNO" detail. */
 void ktls_dir_note(struct ktls_dir *d, enum ktls_reason r, int err, const char *what);
-/* End the connection: a fatal alert through the kernel when it has TX. */
-void ktls_conn_fatal(struct ktls_conn *c, bool tx, enum ktls_reason r, int err,
-		     uint8_t alert, const char *what);
 
 #endif

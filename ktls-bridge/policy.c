@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
- * policy.c - built-in defaults, and the policy of the "ktls" provider when
- * it is loaded in a library context.
+ * policy.c - built-in defaults, the policy of the "ktls" provider when it
+ * is loaded in a library context, and the decision, per direction, whether
+ * the kernel gets a connection's keys (policy against the probe).
  */
 #include "config.h"
 
@@ -98,4 +99,33 @@ int ktls_policy_load(OSSL_LIB_CTX *libctx, struct ktls_policy *p)
 		return -EPROTO;
 	p->tls13 = (enum ktls_tls13_mode)i;
 	return 1;
+}
+
+/* Policy and probe, before any side effect. 0 = go ahead. */
+enum ktls_reason ktls_decide(const struct ktls_conn *c, const struct ktls_keyblock *kb,
+			       bool tx, int *err)
+{
+	const struct ktls_caps *caps = ktls_probe_basic();
+	const struct ktls_policy *p = &c->policy;
+	size_t ci = ktls_cipher_index(kb->cipher);
+
+	*err = 0;
+	if (!p->offload)
+		return KTLS_R_POLICY_OFF;
+	if (tx ? !p->tx : !p->rx)
+		return KTLS_R_POLICY_DIRECTION;
+	if (!(p->ciphers & (1u << ci)))
+		return KTLS_R_POLICY_CIPHER;
+	if (kb->version == KTLS_TLS13 && p->tls13 == KTLS_TLS13_NEVER)
+		return KTLS_R_TLS13_NEVER;
+	if (!caps->ulp) {
+		*err = caps->ulp_err;
+		return KTLS_R_ULP_UNAVAILABLE;
+	}
+	if (kb->version == KTLS_TLS13 && p->tls13 == KTLS_TLS13_AUTO && !caps->rekey) {
+		*err = caps->rekey_err;
+		return KTLS_R_TLS13_NO_REKEY;
+	}
+	/* Whether the kernel has the cipher is its answer at install time. */
+	return KTLS_R_NONE;
 }

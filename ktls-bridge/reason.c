@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
-/* reason.c - fixed texts for modes and fallback reasons. */
+/* reason.c - fixed texts for modes and fallback reasons, and noting a
+ * direction's reason with its errno and detail. */
 #include "config.h"
 
 #include "internal.h"
@@ -74,4 +75,14 @@ const char *ktls_reason_code(enum ktls_reason r)
 	if ((unsigned)r >= KTLS_R__COUNT || !reason_code[r])
 		return "unknown";
 	return reason_code[r];
+}
+
+void ktls_dir_note(struct ktls_dir *d, enum ktls_reason r, int err, const char *what)
+{
+	d->st.reason = r;
+	d->st.err = err;
+	if (err)
+		snprintf(d->st.detail, sizeof(d->st.detail), "%s: %s", what, ktls_errno_name(err));
+	else
+		snprintf(d->st.detail, sizeof(d->st.detail), "%s", what);
 }

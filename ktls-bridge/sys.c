@@ -86,28 +86,3 @@ int ktls_install(int fd, bool *ulp_attached, const struct ktls_keyblock *kb, boo
 	}
 	return ktls_install_opt(fd, tx ? TLS_TX : TLS_RX, kb);
 }
-
-int ktls_hs_count_keyupdates(const uint8_t *p, size_t len, int *requested)
-{
-	int n = 0;
-
-	while (len) {
-		size_t body;
-
-		if (len < 4)
-			return -EBADMSG;
-		body = ((size_t)p[1] << 16) | ((size_t)p[2] << 8) | p[3];
-		if (len - 4 < body)
-			return -EBADMSG;
-		if (p[0] == KTLS_HS_KEY_UPDATE) {
-			if (body != 1 || p[4] > 1)
-				return -EBADMSG;
-			if (requested)
-				*requested = p[4];
-			n++;
-		}
-		p += 4 + body;
-		len -= 4 + body;
-	}
-	return n;
-}

@@ -38,65 +38,10 @@
  * SSL_sendfile() records never pass through the BIO. */
 #define KERNEL_SEQ_EVERY 64
 
-static bool want_stage(const struct ktls_conn *c, const struct ktls_dir *d)
-{
-	return c->policy.prestage && ktls_probe_basic()->prestage &&
-	       d->st.version == KTLS_TLS13 && d->secret.len;
-}
-
-int ktls_key_stage(struct ktls_conn *c, bool tx)
-{
-	struct ktls_dir *d = tx ? &c->tx : &c->rx;
-	struct ktls_keyblock kb;
-	int ret;
-
-	if (!want_stage(c, d))
-		return 0;
-	ret = ktls_secret_peek_next(&d->secret, d->st.cipher, &kb);
-	if (!ret) {
-		ret = ktls_install_opt(c->fd, tx ? TLS_TX_NEXT : TLS_RX_NEXT, &kb);
-		d->st.key_calls++;
-		ktls_keyblock_wipe(&kb);
-	}
-	d->staged = ret == 0;
-	d->restage_due = false;
-	if (ret)
-		ktls_trace("fd %d %s refused (%s): the next KeyUpdate sets %s again", c->fd,
-			   tx ? "TLS_TX_NEXT" : "TLS_RX_NEXT", ktls_errno_name(ret),
-			   tx ? "TLS_TX" : "TLS_RX");
-	return ret;
-}
-
 void ktls_tx_before_handshake(struct ktls_conn *c)
 {
 	if (!c->tx.staged)
 		ktls_key_stage(c, true);
-}
-
-int ktls_key_unstage(struct ktls_conn *c, bool tx)
-{
-	struct ktls_dir *d = tx ? &c->tx : &c->rx;
-
-	d->st.key_calls++;
-	if (ktls_sys->setsockopt(c->fd, SOL_TLS, tx ? TLS_TX_NEXT : TLS_RX_NEXT, NULL, 0) < 0 &&
-	    errno != ENOENT)
-		return -errno;
-	d->staged = false;
-	return 0;
-}
-
-int ktls_key_staged_consumed(struct ktls_conn *c, bool tx)
-{
-	unsigned char info[KTLS_MAX_INFO];
-	socklen_t len = sizeof(info);
-	int ret;
-
-	ret = ktls_sys->getsockopt(c->fd, SOL_TLS, tx ? TLS_TX_NEXT : TLS_RX_NEXT, info, &len);
-	(tx ? &c->tx : &c->rx)->st.key_calls++;
-	OPENSSL_cleanse(info, sizeof(info));
-	if (ret == 0)
-		return 0;
-	return errno == ENOENT ? 1 : -errno;
 }
 
 static int rekey_failed(struct ktls_conn *c, int ret, const char *what)
