@@ -212,7 +212,10 @@ static int bridge_write(BIO *b, const char *in, int inl)
 				ktls_tx_before_handshake(c);
 		}
 		n = ktls_send_ctrl(c, c->ctrl_type, in, (size_t)inl);
-		if (n >= 0) {
+		if (n < 0) {
+			errno = (int)-n;	/* the BIO reports through errno */
+			n = -1;
+		} else {
 			c->tx.st.bytes += (uint64_t)n;
 			c->ctrl_sent += (size_t)n;
 			/* A non-blocking socket short of memory can take part of
@@ -234,11 +237,20 @@ static int bridge_write(BIO *b, const char *in, int inl)
 			c->tx.st.keyupdates += (uint64_t)c->ctrl_nku;
 			for (int i = 0; c->tx.lib_behind && i < c->ctrl_nku; i++)
 				ktls_secret_next(&c->tx.lib);
-			if (hs && ktls_tx_after_handshake(c, c->ctrl_nku))
-				return -1;
+			if (hs) {
+				int ret = ktls_tx_after_handshake(c, c->ctrl_nku);
+
+				if (ret) {
+					errno = -ret;
+					return -1;
+				}
+			}
 		}
 	} else {
-		if (ktls_tx_maybe_keyupdate(c)) {
+		int ret = ktls_tx_maybe_keyupdate(c);
+
+		if (ret) {
+			errno = -ret;
 			if (ktls_retryable(errno))
 				BIO_set_retry_write(b);
 			return -1;
@@ -263,8 +275,12 @@ static ssize_t recv_record(struct ktls_conn *c, uint8_t *out, size_t cap)
 	uint8_t type;
 	ssize_t n = ktls_rx_record(c, out + KTLS_REC_HDR, cap - KTLS_REC_HDR, &type, true);
 
-	if (n <= 0)
-		return n;
+	if (n < 0) {
+		errno = (int)-n;	/* the BIO reports through errno */
+		return -1;
+	}
+	if (n == 0)
+		return 0;
 	out[0] = type;
 	out[1] = 3;
 	out[2] = 3;

@@ -122,7 +122,6 @@ int ktls_conn_handoff(SSL *ssl)
 static int fatal(struct ktls_conn *c, uint8_t alert, const char *what)
 {
 	ktls_conn_fatal(c, false, KTLS_R_PROTOCOL, EPROTO, alert, what);
-	errno = EPROTO;
 	return -EPROTO;
 }
 
@@ -130,12 +129,14 @@ static int fatal(struct ktls_conn *c, uint8_t alert, const char *what)
 static int send_keyupdate(struct ktls_conn *c, bool requested)
 {
 	const uint8_t ku[5] = { KTLS_HS_KEY_UPDATE, 0, 0, 1, requested };
+	ssize_t n;
 
 	if (c->tx.st.version != KTLS_TLS13)
 		return -EOPNOTSUPP;
 	ktls_tx_before_handshake(c);
-	if (ktls_send_ctrl(c, KTLS_CT_HANDSHAKE, ku, sizeof(ku)) < 0)
-		return -errno;
+	n = ktls_send_ctrl(c, KTLS_CT_HANDSHAKE, ku, sizeof(ku));
+	if (n < 0)
+		return (int)n;
 	c->tx.st.records++;
 	c->tx.st.keyupdates++;
 	return ktls_tx_after_handshake(c, 1);
@@ -205,7 +206,6 @@ static int control(struct ktls_conn *c, int type, const uint8_t *p, size_t len, 
 			snprintf(what, sizeof(what), "alert %u (level %u)", p[1], p[0]);
 			ktls_conn_fatal(c, false, KTLS_R_PEER_CLOSED, ECONNRESET, 0, what);
 		}
-		errno = ECONNRESET;
 		return -ECONNRESET;
 	default:
 		return fatal(c, ALERT_UNEXPECTED_MESSAGE, "unexpected record type");
@@ -234,7 +234,7 @@ ssize_t ktls_conn_recv_record(SSL *ssl, void *buf, size_t len, int *type)
 		return -(c->rx.st.err ? c->rx.st.err : EPIPE);
 	n = ktls_rx_record(c, buf, len, &t, false);
 	if (n < 0)
-		return -errno;
+		return n;
 	*type = t;
 	return n;
 }
@@ -272,7 +272,7 @@ ssize_t ktls_conn_recv(SSL *ssl, void *buf, size_t len)
 		}
 		n = ktls_rx_record(c, dst, cap, &type, false);
 		if (n < 0)
-			return -errno;
+			return n;
 		if (n == 0) {
 			c->eof = true;
 			return 0;
@@ -311,8 +311,9 @@ ssize_t ktls_conn_send(SSL *ssl, const void *buf, size_t len)
 	n = pay_keyupdate(c);
 	if (n)
 		return n;
-	if (ktls_tx_maybe_keyupdate(c))
-		return -errno;
+	n = ktls_tx_maybe_keyupdate(c);
+	if (n)
+		return n;
 	n = send(c->fd, buf, len, MSG_NOSIGNAL);
 	if (n < 0)
 		return -errno;
@@ -338,6 +339,7 @@ int ktls_conn_keyupdate(SSL *ssl, int requested)
 int ktls_conn_shutdown(SSL *ssl)
 {
 	struct ktls_conn *c = conn_of(ssl);
+	ssize_t n;
 
 	if (!c || !c->handoff)
 		return -EINVAL;
@@ -345,8 +347,9 @@ int ktls_conn_shutdown(SSL *ssl)
 		return 0;
 	if (c->dead)
 		return -EPIPE;
-	if (ktls_send_alert(c, ALERT_LEVEL_WARNING, ALERT_CLOSE_NOTIFY) < 0)
-		return -errno;
+	n = ktls_send_alert(c, ALERT_LEVEL_WARNING, ALERT_CLOSE_NOTIFY);
+	if (n < 0)
+		return (int)n;
 	c->closed = true;
 	ktls_conn_end(c, false);
 	return 0;

@@ -207,7 +207,7 @@ struct ktls_conn {
  * now, and after a fatal alert linger until the peer can have read it
  * (ending.c).  Safe to call more than once. */
 void ktls_conn_end(struct ktls_conn *c, bool fatal);
-/* An alert record through the kernel's TX; counts it.  Bytes or -1. */
+/* An alert record through the kernel's TX; counts it.  Bytes or -errno. */
 ssize_t ktls_send_alert(struct ktls_conn *c, uint8_t level, uint8_t desc);
 /* ktls_conn_linger(3) on c: 1 the peer closed, 0 the time ran out,
  * -ENOTCONN no fatal alert was sent, -EINVAL no socket. */
@@ -219,14 +219,14 @@ void ktls_conn_fatal(struct ktls_conn *c, bool tx, enum ktls_reason r, int err,
 /* bio.c: the conn behind a bridge BIO, or NULL for any other BIO. */
 struct ktls_conn *ktls_conn_from_bio(BIO *b);
 /* record.c: one control record of type on c's kernel TX
- * (TLS_SET_RECORD_TYPE). */
+ * (TLS_SET_RECORD_TYPE).  Bytes taken, or -errno. */
 ssize_t ktls_send_ctrl(struct ktls_conn *c, int type, const void *buf, size_t len);
 
 /* stage.c: pre-staged keys, both directions. */
 /* Stage generation gen+1 with TLS_TX_NEXT/TLS_RX_NEXT when policy and
  * kernel allow; a failure only means the next KeyUpdate sets the key again. */
 int ktls_key_stage(struct ktls_conn *c, bool tx);
-/* Drop a staged key (none staged is fine); 0 or -errno with errno set. */
+/* Drop a staged key (none staged is fine); 0 or -errno. */
 int ktls_key_unstage(struct ktls_conn *c, bool tx);
 /* Did the kernel switch to the staged key?  1 yes (nothing staged any
  * more), 0 no, -errno when it cannot tell. */
@@ -241,7 +241,7 @@ void ktls_tx_before_handshake(struct ktls_conn *c);
 int ktls_tx_after_handshake(struct ktls_conn *c, int nku);
 /* Before application data: send our own KeyUpdate when the records under
  * this key reached the limit (policy keyupdate_records, else the AEAD
- * limit).  0, or -errno with errno set (retryable errors included). */
+ * limit).  0, or -errno (retryable errors included). */
 int ktls_tx_maybe_keyupdate(struct ktls_conn *c);
 
 /* rxkey.c: the TLS 1.3 receive key chain once the kernel has RX. */
@@ -252,7 +252,8 @@ int ktls_rx_after_handshake(struct ktls_conn *c, const uint8_t *body, size_t len
 			    struct ktls_hs_seen *seen);
 /* One record's plaintext from the kernel (at most cap, 16384 bytes) and
  * its type; answers EKEYEXPIRED, and runs ktls_rx_after_handshake on a
- * handshake record when run_hs (else the caller does). */
+ * handshake record when run_hs (else the caller does).  Bytes, 0 at the
+ * end of the stream, or -errno (retryable ones included). */
 ssize_t ktls_rx_record(struct ktls_conn *c, void *buf, size_t cap, uint8_t *type, bool run_hs);
 /* recvmsg said EKEYEXPIRED: install the next generation now. */
 int ktls_rx_key_expired(struct ktls_conn *c);

@@ -46,6 +46,7 @@ ssize_t ktls_send_ctrl(struct ktls_conn *c, int type, const void *buf, size_t le
 		.msg_control = cbuf.b, .msg_controllen = sizeof(cbuf.b),
 	};
 	struct cmsghdr *cm;
+	ssize_t n;
 
 	/* The kernel's receive path reports a bad record through the socket
 	 * error, and a pending socket error fails every send: take it before
@@ -62,5 +63,6 @@ ssize_t ktls_send_ctrl(struct ktls_conn *c, int type, const void *buf, size_t le
 	cm->cmsg_type = TLS_SET_RECORD_TYPE;
 	cm->cmsg_len = CMSG_LEN(sizeof(unsigned char));
 	*CMSG_DATA(cm) = (unsigned char)type;
-	return ktls_sys->sendmsg(c->fd, &msg, MSG_NOSIGNAL);
+	n = ktls_sys->sendmsg(c->fd, &msg, MSG_NOSIGNAL);
+	return n < 0 ? -errno : n;
 }

@@ -59,7 +59,6 @@ static int storm_check(struct ktls_conn *c, int nku)
 	if (!why)
 		return 0;
 	ktls_conn_fatal(c, false, KTLS_R_KEYUPDATE_STORM, 0, ALERT_UNEXPECTED_MESSAGE, why);
-	errno = EPROTO;
 	return -EPROTO;
 }
 
@@ -67,7 +66,6 @@ static int rx_failed(struct ktls_conn *c, int ret, const char *what)
 {
 	/* TX still works: the peer gets an alert it can read. */
 	ktls_conn_fatal(c, false, KTLS_R_REKEY_FAILED, -ret, ALERT_INTERNAL_ERROR, what);
-	errno = -ret;
 	return ret;
 }
 
@@ -184,7 +182,6 @@ int ktls_rx_after_handshake(struct ktls_conn *c, const uint8_t *body, size_t len
 	}
 	if (seen->alert) {
 		ktls_conn_fatal(c, false, KTLS_R_PROTOCOL, EPROTO, (uint8_t)seen->alert, seen->why);
-		errno = EPROTO;
 		return -EPROTO;
 	}
 	if (seen->keyupdates && storm_check(c, seen->keyupdates))
@@ -301,8 +298,7 @@ static ssize_t rx_kernel_error(struct ktls_conn *c, int err)
 		snprintf(what, sizeof(what), "TLS_RX: %s", a->why);
 		ktls_conn_fatal(c, false, KTLS_R_PROTOCOL, err, a->desc, what);
 	}
-	errno = err;
-	return -1;
+	return -err;
 }
 
 ssize_t ktls_rx_record(struct ktls_conn *c, void *buf, size_t cap, uint8_t *type, bool run_hs)
@@ -316,6 +312,7 @@ ssize_t ktls_rx_record(struct ktls_conn *c, void *buf, size_t cap, uint8_t *type
 	};
 	struct cmsghdr *cm;
 	ssize_t n;
+	int ret;
 
 	if (c->rx.restage_due && c->rx.last_type == KTLS_CT_APPDATA)
 		ktls_key_stage(c, false);
@@ -325,17 +322,18 @@ ssize_t ktls_rx_record(struct ktls_conn *c, void *buf, size_t cap, uint8_t *type
 		if (n < 0 && errno == EKEYEXPIRED && c->rx.st.version == KTLS_TLS13 &&
 		    (c->rx.ku_unkeyed || c->rx.hs_unwalked)) {
 			c->rx.st.key_expired++;
-			if (ktls_rx_key_expired(c))
-				return -1;
+			ret = ktls_rx_key_expired(c);
+			if (ret)
+				return ret;
 			msg.msg_controllen = sizeof(cbuf.b);
 			continue;
 		}
 		break;
 	}
-	if (n < 0 && !ktls_retryable(errno))
-		return rx_kernel_error(c, errno);
-	if (n <= 0)
-		return n;
+	if (n < 0)
+		return ktls_retryable(errno) ? -errno : rx_kernel_error(c, errno);
+	if (n == 0)
+		return 0;
 	*type = KTLS_CT_APPDATA;
 	for (cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm))
 		if (cm->cmsg_level == SOL_TLS && cm->cmsg_type == TLS_GET_RECORD_TYPE &&
@@ -348,12 +346,13 @@ ssize_t ktls_rx_record(struct ktls_conn *c, void *buf, size_t cap, uint8_t *type
 		/* RFC 8446 5.1: nothing between the records of a handshake message */
 		ktls_conn_fatal(c, false, KTLS_R_PROTOCOL, EPROTO, ALERT_UNEXPECTED_MESSAGE,
 				"record inside a split handshake message");
-		errno = EPROTO;
-		return -1;
+		return -EPROTO;
 	}
-	if (*type == KTLS_CT_HANDSHAKE && run_hs &&
-	    ktls_rx_after_handshake(c, buf, (size_t)n, &seen))
-		return -1;	/* ended: the record is not handed up */
+	if (*type == KTLS_CT_HANDSHAKE && run_hs) {
+		ret = ktls_rx_after_handshake(c, buf, (size_t)n, &seen);
+		if (ret)
+			return ret;	/* ended: the record is not handed up */
+	}
 	if (*type == KTLS_CT_HANDSHAKE && !run_hs)
 		c->rx.hs_unwalked = true;	/* ktls_conn_control walks it */
 	c->rx.st.records++;

@@ -50,7 +50,6 @@ static int rekey_failed(struct ktls_conn *c, int ret, const char *what)
 	 * nothing more can be sent correctly, not even an alert the peer
 	 * could decrypt. */
 	ktls_conn_fatal(c, true, KTLS_R_REKEY_FAILED, -ret, 0, what);
-	errno = -ret;
 	return ret;
 }
 
@@ -172,7 +171,7 @@ int ktls_tx_maybe_keyupdate(struct ktls_conn *c)
 	ktls_tx_before_handshake(c);
 	n = ktls_send_ctrl(c, KTLS_CT_HANDSHAKE, ku, sizeof(ku));
 	if (n < 0)
-		return -errno;	/* nothing went out: tried again on the next write */
+		return (int)n;	/* nothing went out: tried again on the next write */
 	d->st.records++;
 	d->st.keyupdates++;
 	ktls_trace("fd %d KeyUpdate sent after %llu records", c->fd,
