@@ -1,18 +1,21 @@
 """Smoke tests of the VM platform (test/vm): the debian-6.1 guest boots with
 kTLS and the listed modules, has the peer tools, reports exit status, keeps
 stdout and stderr apart, copies --put files, forwards ports, honours
---no-module, times out, and fails on kernel warnings."""
+--no-module, times out, fails on kernel warnings, and takes its qemu with
+it when it is killed or its caller dies."""
 
 import hashlib
 import os
 import re
+import signal
 import subprocess
+import sys
 import time
 
 import pytest
 
 from conftest import VM_EXIT_DMESG, VM_EXIT_TIMEOUT, VM_RUN, wait_for_port_data
-from helpers import free_port
+from helpers import free_port, listening
 from vm_helpers import sections
 
 pytestmark = pytest.mark.vm
@@ -114,6 +117,80 @@ def test_timeout(vm_platform):
     assert r.returncode == VM_EXIT_TIMEOUT, r.stderr
     assert "timed out" in r.stderr
     assert time.time() - t0 < 60
+
+
+def children(pid, name):
+    """pids of the live processes whose parent is pid and whose command
+    line has name in it."""
+    out = []
+    for d in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            with open("/proc/%s/cmdline" % d, "rb") as f:
+                cmd = f.read()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z" and name.encode() in cmd:
+            out.append(int(d))
+    return out
+
+
+def alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def wait_until(cond, secs, what):
+    end = time.monotonic() + secs
+    while not cond():
+        assert time.monotonic() < end, what
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGINT", "SIGKILL", "caller-killed"])
+def test_killed_vm_run_takes_its_qemu(vm_platform, how):
+    """However vm-run ends before its guest (SIGTERM, ^C, SIGKILL, or the
+    program that started it killed), its qemu stops too and the forwarded
+    port is free again."""
+    port = free_port()
+    args = [VM_RUN, "--kernel", KERNEL, "--no-project", "--timeout", "600",
+            "--forward", "%d:22" % port, "--", "sleep 600"]
+    if how == "caller-killed":
+        caller = subprocess.Popen([sys.executable, "-c", "import subprocess, sys; "
+                                   "subprocess.Popen(sys.argv[1:]).wait()"] + args,
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        wait_until(lambda: children(caller.pid, "vm-run"), 30, "vm-run did not start")
+        vm_pid = children(caller.pid, "vm-run")[0]
+    else:
+        vm = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE)
+        vm_pid = vm.pid
+    try:
+        wait_until(lambda: children(vm_pid, "qemu-system"), 300, "qemu did not start")
+        qemu = children(vm_pid, "qemu-system")[0]
+        wait_until(lambda: listening(port), 30, "qemu does not hold the forwarded port")
+        if how == "caller-killed":
+            caller.kill()
+            caller.wait()
+        else:
+            os.kill(vm_pid, getattr(signal, how))
+            rc = vm.wait(timeout=60)
+            assert rc == {"SIGTERM": 128 + signal.SIGTERM, "SIGINT": 130,
+                          "SIGKILL": -signal.SIGKILL}[how], vm.stderr.read()
+        wait_until(lambda: not alive(qemu), 30, "qemu %d still runs" % qemu)
+        wait_until(lambda: not alive(vm_pid), 30, "vm-run %d still runs" % vm_pid)
+        assert not listening(port)
+    finally:
+        for pid in children(vm_pid, "qemu-system") + [vm_pid]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
 
 
 def test_dmesg_warning_fails(vm_platform):
