@@ -77,41 +77,55 @@ static const EVP_MD *suite_digest(const SSL *ssl)
 	return ciph ? SSL_CIPHER_get_handshake_digest(ciph) : NULL;
 }
 
-/* "LABEL <client_random> <secret>": keep TLS 1.3 application secrets. */
-static void keylog_take(const SSL *ssl, struct ktls_conn *c, const char *line)
+int ktls_keylog_parse(const char *line, bool *client, uint8_t *secret, size_t cap)
 {
 	static const char cts[] = "CLIENT_TRAFFIC_SECRET_0 ";
 	static const char sts[] = "SERVER_TRAFFIC_SECRET_0 ";
-	uint8_t secret[KTLS_MAX_SECRET];
-	bool client_label, ours_tx;
-	const char *p, *digest;
-	const EVP_MD *md;
+	const char *p;
 	size_t n = 0;
 
 	if (!strncmp(line, cts, sizeof(cts) - 1))
-		client_label = true;
+		*client = true;
 	else if (!strncmp(line, sts, sizeof(sts) - 1))
-		client_label = false;
+		*client = false;
 	else
-		return;
+		return -ENOENT;
 	p = strchr(line + sizeof(cts) - 1, ' ');
 	if (!p)
-		return;
-	for (p++; p[0] && p[1] && n < sizeof(secret); p += 2) {
+		return -EBADMSG;
+	for (p++; p[0] && p[1] && n < cap; p += 2) {
 		int hi = hexval(p[0]), lo = hexval(p[1]);
 
 		if (hi < 0 || lo < 0)
 			break;
 		secret[n++] = (uint8_t)(hi << 4 | lo);
 	}
+	/* the whole secret or nothing: hex to the end */
+	if (*p && *p != '\n') {
+		OPENSSL_cleanse(secret, n);
+		return -EBADMSG;
+	}
+	return (int)n;
+}
+
+/* "LABEL <client_random> <secret>": keep TLS 1.3 application secrets. */
+static void keylog_take(const SSL *ssl, struct ktls_conn *c, const char *line)
+{
+	uint8_t secret[KTLS_MAX_SECRET];
+	bool client_label, ours_tx;
+	const char *digest;
+	const EVP_MD *md;
+	int n;
+
+	n = ktls_keylog_parse(line, &client_label, secret, sizeof(secret));
+	if (n < 0)
+		return;
 	md = suite_digest(ssl);
 	digest = md ? EVP_MD_get0_name(md) : NULL;
 	ours_tx = SSL_is_server(ssl) ? !client_label : client_label;
-	/* the whole secret or nothing: Hash.length bytes, hex to the end */
-	if (!md || n != (size_t)EVP_MD_get_size(md) || (*p && *p != '\n'))
-		n = 0;
-	if (digest && n &&
-	    !ktls_secret_set(ours_tx ? &c->tx.secret : &c->rx.secret, secret, n, digest) &&
+	/* ... and Hash.length bytes of it */
+	if (digest && n && n == EVP_MD_get_size(md) &&
+	    !ktls_secret_set(ours_tx ? &c->tx.secret : &c->rx.secret, secret, (size_t)n, digest) &&
 	    (ours_tx ? &c->tx : &c->rx)->st.mode != KTLS_MODE_USERSPACE)
 		ktls_key_stage(c, ours_tx);	/* keys went to the kernel before the secret */
 	OPENSSL_cleanse(secret, sizeof(secret));

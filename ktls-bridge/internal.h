@@ -107,6 +107,13 @@ int ktls_diag_conf(int fd, int *txconf, int *rxconf);
  * *requested (may be NULL). -EBADMSG when malformed/truncated. */
 int ktls_hs_count_keyupdates(const uint8_t *p, size_t len, int *requested);
 
+/* conn.c: the parsing half of the key-log callback, apart from the SSL so
+ * that test/fuzz can reach it.  "CLIENT_TRAFFIC_SECRET_0 <random> <hex>"
+ * or SERVER_...: *client says which; the secret's bytes (at most cap) go
+ * to secret.  Their number, -ENOENT for any other label, -EBADMSG when
+ * the hex does not run to the end of the line (an optional '\n'). */
+int ktls_keylog_parse(const char *line, bool *client, uint8_t *secret, size_t cap);
+
 #include "../rekey/rekey.h"
 
 /* keyblock.c: a secret chain generation as a keyblock for cipher c (key,

@@ -39,6 +39,15 @@ if [ "${KTLS_QUICK:-0}" != 1 ]; then
 			"$KTLS_BUILDDIR/test/unit/$t" >/dev/null
 		echo "valgrind: $t clean"
 	done
+	# the fuzz corpora (valgrind reports on fd 3: the provider's complaints
+	# about the bad values in its corpus go to stderr)
+	for t in walker rxwalk keyblock keylog provconf; do
+		"$KTLS_BUILDDIR/libtool" --mode=execute valgrind -q --error-exitcode=99 \
+			--leak-check=full --errors-for-leak-kinds=definite --log-fd=3 \
+			"$KTLS_BUILDDIR/test/fuzz/replay-$t" "$top/test/fuzz/corpus/$t" \
+			3>&2 >/dev/null 2>/dev/null
+		echo "valgrind: replay-$t clean"
+	done
 	scripts/valgrind-interop.sh
 
 	step "make distcheck"
