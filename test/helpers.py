@@ -118,7 +118,7 @@ def payload_lines(nbytes, seed=1):
 #                       answer it: a server in transparent mode answers
 #                       when data makes it read), so no two are in flight;
 #                       at the end until OUT holds EXPECT's size (echo back)
-# (no percent signs here: some scripts are %%-formatted after prepending it)
+# (no percent signs in it: some scripts are %-formatted after prepending it)
 GUEST_SH = r"""
 stats() {
     echo "STAT $1 {$(awk 'NF == 2 && $2 ~ /^[0-9]+$/ {s = s sep "\"" $1 "\":" $2; sep = ","} END {print s}' /proc/net/tls_stat)}"

@@ -18,9 +18,9 @@ MAP = os.path.join(TOP, "ktls-bridge", "libktls-bridge.map")
 HEADER = os.path.join(TOP, "ktls-bridge", "ktls-bridge.h")
 LIB = os.path.join(BUILDDIR, "ktls-bridge", ".libs", "libktls-bridge.so")
 
-# sizeof() of the structs a caller allocates or embeds, as released in
-# KTLS_BRIDGE_0.1 (x86_64).  Growing one breaks every program built
-# against an older header.
+# sizeof() of the structs a caller allocates or embeds, as of release
+# 0.2.0 (x86_64).  Growing one breaks every program built against an
+# older header.
 STRUCT_SIZES = {"ktls_cipher": 56, "ktls_keyblock": 72, "ktls_nic": 24, "ktls_caps": 1144,
                 "ktls_policy": 40, "ktls_dir_status": 176, "ktls_status": 352}
 
