@@ -205,7 +205,9 @@ def test_patched612_libssl35_storm_rate_bound(guest612):
     """Transparent mode, the kernel decrypting TLS 1.3 for libssl 3.5: more
     KeyUpdates in a second than storm_limit end the connection with an
     unexpected_message alert the client reads (never a reset), reason
-    keyupdate-storm; what the client got back is a prefix of what it sent."""
+    keyupdate-storm; what the client got back is a prefix of what it sent
+    (all of it when the server had echoed everything before the KeyUpdate
+    that tripped the guard: the client's next data may not have left yet)."""
     c, s, d = one(guest612, "ratelimit")
     errs = "\n".join(guest612.get(("ERR", "ratelimit"), []))
     assert c["openssl"].startswith("OpenSSL 3.5")
@@ -215,7 +217,7 @@ def test_patched612_libssl35_storm_rate_bound(guest612):
     assert s["status"]["rx"]["reason_code"] == "keyupdate-storm", s["status"]
     assert s["status"]["rx"]["keyupdates"] >= 2
     assert "unexpected message" in errs and "reset by peer" not in errs, errs
-    assert c["bytes_received"] < c["bytes_sent"] <= 4 << 20
+    assert c["bytes_received"] <= c["bytes_sent"] <= 4 << 20
     assert c["sha256_received"] == prefix_sha256(app_fill(c["bytes_sent"]),
                                                  c["bytes_received"])
     assert d["TlsDecryptError"] == 0
