@@ -192,14 +192,6 @@ static int check_fd(int fd)
 	return 0;
 }
 
-static void dir_init(struct ktls_dir *d)
-{
-	memset(d, 0, sizeof(*d));
-	d->st.mode = KTLS_MODE_USERSPACE;
-	d->st.reason = KTLS_R_NOT_OFFERED;
-	snprintf(d->st.detail, sizeof(d->st.detail), "no keys offered");
-}
-
 BIO *ktls_bio_new(int fd, int close_flag, const struct ktls_policy *policy)
 {
 	const BIO_METHOD *m = ktls_bio_method();
@@ -208,24 +200,15 @@ BIO *ktls_bio_new(int fd, int close_flag, const struct ktls_policy *policy)
 
 	if (!m || fd < 0)
 		return NULL;
-	/* OPENSSL_ allocation: the struct holds traffic secrets, and an
-	 * application's CRYPTO_set_mem_functions sees it like libssl's own */
-	c = OPENSSL_zalloc(sizeof(*c));
+	c = ktls_conn_new(fd, policy);
 	if (!c)
 		return NULL;
 	b = BIO_new(m);
 	if (!b) {
-		OPENSSL_free(c);
+		ktls_conn_free(c);
 		return NULL;
 	}
-	c->fd = fd;
 	c->close_flag = close_flag;
-	if (policy)
-		c->policy = *policy;
-	else
-		ktls_policy_default(&c->policy);
-	dir_init(&c->tx);
-	dir_init(&c->rx);
 	BIO_set_data(b, c);
 	BIO_set_init(b, 1);
 	return b;

@@ -311,16 +311,7 @@ ssize_t ktls_conn_send(SSL *ssl, const void *buf, size_t len)
 	n = pay_keyupdate(c);
 	if (n)
 		return n;
-	n = ktls_tx_maybe_keyupdate(c);
-	if (n)
-		return n;
-	n = send(c->fd, buf, len, MSG_NOSIGNAL);
-	if (n < 0)
-		return -errno;
-	c->tx.st.records += ((uint64_t)n + KTLS_REC_MAX - 1) / KTLS_REC_MAX;
-	c->tx.st.bytes += (uint64_t)n;
-	c->tx.since_ku += ((uint64_t)n + KTLS_REC_MAX - 1) / KTLS_REC_MAX;
-	return n;
+	return ktls_io_write(c, buf, len);	/* as libssl's data goes */
 }
 
 int ktls_conn_keyupdate(SSL *ssl, int requested)

@@ -223,6 +223,28 @@ int ktls_linger_now(struct ktls_conn *c, int timeout_ms);
 void ktls_conn_fatal(struct ktls_conn *c, bool tx, enum ktls_reason r, int err,
 		     uint8_t alert, const char *what);
 
+/* io.c: the engine's half of libssl's kTLS contract, for every front end. */
+/* A connection on fd (policy NULL: the defaults), nothing offered yet;
+ * NULL when out of memory.  ktls_conn_free wipes and frees it (NULL is
+ * fine); the socket is the caller's. */
+struct ktls_conn *ktls_conn_new(int fd, const struct ktls_policy *policy);
+void ktls_conn_free(struct ktls_conn *c);
+/* libssl's kTLS ctrls (72-76, 90): 1 with the answer in *ret, 0 when cmd
+ * is none of them. */
+int ktls_io_ctrl(struct ktls_conn *c, int cmd, long larg, void *ptr, long *ret);
+/* Is a direction in the kernel (then ktls_io_write/read carry it)? */
+bool ktls_io_offloaded(const struct ktls_conn *c, bool tx);
+/* Kernel TX: what libssl writes (application data, or the control record
+ * it announced with ctrl 74).  Bytes taken or -errno (retryable ones
+ * included); also the error of a connection the bridge ended. */
+ssize_t ktls_io_write(struct ktls_conn *c, const void *in, size_t inl);
+/* Kernel RX: records with their 5-byte headers rebuilt, as libssl reads
+ * them (the rest of a record kept for the next call).  Bytes, 0 at the
+ * end of the stream, or -errno; after a hand-off always -EPERM. */
+ssize_t ktls_io_read(struct ktls_conn *c, void *out, size_t outl);
+/* A userspace direction's wire bytes, for its record and byte counters. */
+void ktls_io_account(struct ktls_dir *d, const uint8_t *p, size_t n);
+
 /* bio.c: the conn behind a bridge BIO, or NULL for any other BIO. */
 struct ktls_conn *ktls_conn_from_bio(BIO *b);
 /* record.c: one control record of type on c's kernel TX
