@@ -251,7 +251,7 @@ def test_debian61_libssl35_always_ends_at_the_first_keyupdate(guest61):
     assert c["ok"] is False and s["ok"] is False
     assert c["status"]["tx"]["reason_code"] == "rekey-failed", c["status"]
     assert "EBUSY" in c["status"]["tx"]["detail"]
-    # the alert goes out first (bio-test checks its bytes) and the sender
+    # the alert goes out first (bio-tx-test checks its bytes) and the sender
     # lingers until the peer has read it: never a reset instead
     assert "alert internal error" in errs, errs
     assert "reset by peer" not in errs, errs

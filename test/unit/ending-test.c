@@ -255,11 +255,11 @@ static void case_linger_call_errors(void)
 
 int main(void)
 {
-	case_alert_table();
-	case_reset_without_linger();
-	case_linger_delivers(LINGER);
-	case_linger_delivers(NONBLOCK_THEN_CALL);
-	case_linger_call_errors();
-	case_bounds();
+	RUN(case_alert_table);
+	RUN(case_reset_without_linger);
+	RUN(case_linger_delivers, LINGER);
+	RUN(case_linger_delivers, NONBLOCK_THEN_CALL);
+	RUN(case_linger_call_errors);
+	RUN(case_bounds);
 	return ktest_done("ending-test");
 }

@@ -45,7 +45,7 @@ static void case_modes(void)
 
 int main(void)
 {
-	case_reasons();
-	case_modes();
+	RUN(case_reasons);
+	RUN(case_modes);
 	return ktest_done("reason-test");
 }

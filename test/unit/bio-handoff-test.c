@@ -1,0 +1,152 @@
+// SPDX-License-Identifier: MIT
+/*
+ * bio-handoff-test: hand-off mode (the application calls ktls_conn_*
+ * on the socket the kernel owns) against the fake kernel (fakekernel.h).
+ *
+ * A KeyUpdate owed when the socket was full, paid before the next data; a
+ * post-handshake message TLS 1.3 does not have.  The kernel's receive
+ * errors, each answered with its alert and nothing after it; a pause for
+ * a key (EKEYEXPIRED) that no KeyUpdate explains, in transparent and in
+ * hand-off mode; a KeyUpdate handed to the application that explains the
+ * pause before the application passes it back.
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "bridgetest.h"
+#include "ktest.h"
+
+/* Hand-off: the reply to a peer's update_requested finds the socket full;
+ * it is owed, and the next ktls_conn_send pays it before the data.  Then a
+ * post-handshake message of a type TLS 1.3 does not have. */
+static void case_handoff_owed_keyupdate(void)
+{
+	static const uint8_t kureq[] = { 24, 0, 0, 1, 1 };
+	uint8_t s0[32], buf[8];
+	SSL_CTX *ctx;
+	SSL *ssl;
+	int a, b;
+	BIO *bio;
+
+	memset(s0, 0x77, sizeof(s0));
+	bio = rx_bridge(&a, &b, s0, true, NULL);
+	ktls_secret_set(&conn(bio)->tx.secret, s0, 32, "SHA256");
+	ctx = SSL_CTX_new(TLS_method());
+	ssl = SSL_new(ctx);
+	SSL_set_bio(ssl, bio, bio);
+	conn(bio)->handoff = true;
+	fake.ctrl_err = EAGAIN;	/* FAULT: the socket is full */
+	CHECK_EQ(ktls_conn_control(ssl, KTLS_CT_HANDSHAKE, kureq, sizeof(kureq)), 0);
+	CHECK(conn(bio)->ku_owed);
+	CHECK_EQ(fake.nctrl, 0);
+	CHECK_EQ(conn(bio)->tx.st.keyupdates, 0);
+	CHECK_EQ(conn(bio)->rx.st.keyupdates, 1);
+	CHECK_EQ(ktls_conn_send(ssl, "x", 1), 1);
+	CHECK(!conn(bio)->ku_owed);
+	CHECK_EQ(fake.nctrl, 1);
+	CHECK(!memcmp(fake.ctrl_data[0], "\x18\x00\x00\x01\x00", 5));	/* not requested */
+	CHECK_EQ(conn(bio)->tx.st.keyupdates, 1);
+	CHECK_EQ(conn(bio)->tx.st.rekeys, 1);
+	CHECK_EQ(recv(b, buf, 6, MSG_WAITALL), 6);
+	CHECK(!memcmp(buf, "\x18\x00\x00\x01\x00x", 6));	/* KeyUpdate first */
+	/* a message of type 0 (TLS 1.2's HelloRequest) after the handshake */
+	CHECK_EQ(ktls_conn_control(ssl, KTLS_CT_HANDSHAKE, "\x00\x00\x00\x00", 4), -EPROTO);
+	CHECK_EQ(fake.nctrl, 2);
+	CHECK(!memcmp(fake.ctrl_data[1], "\x02\x0a", 2));	/* unexpected_message */
+	ssl_close(ssl, ctx, a, b);
+}
+
+/* The kernel's receive errors: hand-off mode answers each with the alert
+ * of alert.c's table; a pause for a key no KeyUpdate explains ends the
+ * connection in both modes; a KeyUpdate record handed to the application
+ * (ktls_conn_recv_record) explains the pause before it is walked. */
+static void case_rx_kernel_errors(void)
+{
+	static const uint8_t ku[] = { 24, 0, 0, 1, 0 };
+	static const struct { int err; const char *alert; } t[] = {
+		{ EBADMSG, "\x02\x14" }, { EMSGSIZE, "\x02\x16" }, { EINVAL, "\x02\x46" },
+		{ EIO, "\x02\x50" },
+	};
+	uint8_t s0[32], buf[KTLS_REC_HDR + KTLS_REC_MAX];
+	SSL_CTX *ctx;
+	SSL *ssl;
+	int a, b, type;
+	BIO *bio;
+
+	memset(s0, 0x77, sizeof(s0));
+	/* transparent: the kernel pauses though no KeyUpdate came */
+	bio = rx_bridge(&a, &b, s0, false, NULL);
+	fake.rx_pending = 1;
+	CHECK_EQ(BIO_read(bio, buf, sizeof(buf)), -1);
+	CHECK_EQ(errno, EKEYEXPIRED);
+	CHECK_EQ(fake.rx_sets[a], 1);		/* no key guessed */
+	CHECK_EQ(fake.nctrl, 1);
+	CHECK(!memcmp(fake.ctrl_data[0], "\x02\x0a", 2));	/* unexpected_message */
+	CHECK_EQ(conn(bio)->rx.st.reason, KTLS_R_PROTOCOL);
+	CHECK(conn(bio)->wr_shut);
+	bridge_close(bio, a, b);
+
+	/* hand-off: each receive error gets its alert, the socket error is
+	 * taken first so that the alert can go out */
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		bio = rx_bridge(&a, &b, s0, false, NULL);
+		ssl = handoff_ssl(bio, &ctx);
+		fake.rec_err = t[i].err;
+		CHECK_EQ(ktls_conn_recv(ssl, buf, sizeof(buf)), -t[i].err);
+		CHECK_EQ(fake.nctrl, 1);
+		CHECK(!memcmp(fake.ctrl_data[0], t[i].alert, 2));
+		CHECK_EQ(conn(bio)->rx_kerr, t[i].err);
+		CHECK_EQ(conn(bio)->rx.st.reason, KTLS_R_PROTOCOL);
+		CHECK_EQ(conn(bio)->rx.st.err, t[i].err);
+		CHECK(conn(bio)->dead && conn(bio)->lingered);
+		/* after the failure: no close_notify, no data, no KeyUpdate */
+		CHECK_EQ(ktls_conn_shutdown(ssl), -EPIPE);
+		CHECK_EQ(ktls_conn_send(ssl, "x", 1), -EPIPE);
+		CHECK_EQ(ktls_conn_keyupdate(ssl, 0), -EPIPE);
+		CHECK_EQ(fake.nctrl, 1);		/* nothing went out after the alert */
+		ssl_close(ssl, ctx, a, b);
+	}
+	/* ... but not when the transport is gone */
+	bio = rx_bridge(&a, &b, s0, false, NULL);
+	ssl = handoff_ssl(bio, &ctx);
+	fake.rec_err = ECONNRESET;
+	CHECK_EQ(ktls_conn_recv(ssl, buf, sizeof(buf)), -ECONNRESET);
+	CHECK_EQ(fake.nctrl, 0);
+	ssl_close(ssl, ctx, a, b);
+
+	/* ktls_conn_recv_record hands up the KeyUpdate; the next read meets
+	 * EKEYEXPIRED before ktls_conn_control walked it: still the peer's
+	 * KeyUpdate, so the next key goes in, and the walk later agrees */
+	bio = rx_bridge(&a, &b, s0, false, NULL);
+	ssl = handoff_ssl(bio, &ctx);
+	fake_record(KTLS_CT_HANDSHAKE, ku, sizeof(ku));
+	CHECK_EQ(ktls_conn_recv_record(ssl, buf, sizeof(buf), &type), 5);
+	CHECK_EQ(type, KTLS_CT_HANDSHAKE);
+	CHECK_EQ(fake.rx_pending, 1);
+	fake_record(KTLS_CT_APPDATA, "hello", 5);
+	CHECK_EQ(ktls_conn_recv_record(ssl, buf, sizeof(buf), &type), 5);
+	CHECK_EQ(type, KTLS_CT_APPDATA);
+	CHECK_EQ(fake.rx_sets[a], 2);
+	CHECK_EQ(conn(bio)->rx.ku_ahead, 1);
+	CHECK_EQ(ktls_conn_control(ssl, KTLS_CT_HANDSHAKE, ku, sizeof(ku)), 0);
+	CHECK_EQ(conn(bio)->rx.ku_ahead, 0);
+	CHECK_EQ(conn(bio)->rx.ku_unkeyed, 0);
+	CHECK_EQ(conn(bio)->rx.st.keyupdates, 1);
+	CHECK_EQ(fake.nctrl, 0);			/* no alert */
+	/* a second pause with nothing to explain it ends the connection */
+	fake.rx_pending = 1;
+	CHECK_EQ(ktls_conn_recv_record(ssl, buf, sizeof(buf), &type), -EKEYEXPIRED);
+	CHECK_EQ(fake.rx_sets[a], 2);
+	CHECK(!memcmp(fake.ctrl_data[0], "\x02\x0a", 2));
+	ssl_close(ssl, ctx, a, b);
+}
+
+int main(void)
+{
+	RUN(case_handoff_owed_keyupdate);
+	RUN(case_rx_kernel_errors);
+	ktls_sys_set(NULL);
+	return ktest_done("bio-handoff-test");
+}
