@@ -37,7 +37,7 @@ typedef void (*info_cb_func)(const SSL *ssl, int where, int ret);
  * the application traffic key (TLS 1.3), which a hand-off must count. */
 static void info_cb(const SSL *ssl, int where, int ret)
 {
-	struct ktls_conn *c = ktls_conn_from_bio(SSL_get_rbio(ssl));
+	struct ktls_conn *c = ktls_conn_of(ssl);
 	info_cb_func app;
 
 	if (c && (where & SSL_CB_HANDSHAKE_DONE) && !c->hs_done) {
@@ -133,7 +133,7 @@ static void keylog_take(const SSL *ssl, struct ktls_conn *c, const char *line)
 
 static void keylog_cb(const SSL *ssl, const char *line)
 {
-	struct ktls_conn *c = ktls_conn_from_bio(SSL_get_wbio(ssl));
+	struct ktls_conn *c = ktls_conn_of(ssl);
 	SSL_CTX_keylog_cb_func app;
 
 	if (c && line)
@@ -214,6 +214,24 @@ BIO *ktls_bio_new(int fd, int close_flag, const struct ktls_policy *policy)
 	return b;
 }
 
+/* What attaching and delegating check first (ssl has no bridge yet when
+ * they get here); *p gets *policy, or the provider's. */
+static int conn_prepare(int fd, const struct ktls_policy *policy, struct ktls_policy *p)
+{
+	int ret = check_fd(fd);
+
+	if (ret)
+		return ret;
+	if (policy) {
+		*p = *policy;
+		return 0;
+	}
+	/* OpenSSL 3.0 cannot tell an SSL_CTX's library context; the provider
+	 * is looked up in the default one (where openssl.cnf loads it). */
+	ret = ktls_policy_load(NULL, p);
+	return ret < 0 ? ret : 0;
+}
+
 int ktls_conn_attach(SSL *ssl, int fd, const struct ktls_policy *policy)
 {
 	struct ktls_policy p;
@@ -223,19 +241,11 @@ int ktls_conn_attach(SSL *ssl, int fd, const struct ktls_policy *policy)
 
 	if (!ssl)
 		return -EINVAL;
-	ret = check_fd(fd);
+	if (ktls_delegated(ssl))
+		return -EEXIST;
+	ret = conn_prepare(fd, policy, &p);
 	if (ret)
 		return ret;
-	if (policy) {
-		p = *policy;
-	} else {
-		/* OpenSSL 3.0 cannot tell an SSL_CTX's library context; the
-		 * provider is looked up in the default one (where openssl.cnf
-		 * loads it). */
-		ret = ktls_policy_load(NULL, &p);
-		if (ret < 0)
-			return ret;
-	}
 	b = ktls_bio_new(fd, BIO_NOCLOSE, &p);
 	if (!b)
 		return -ENOMEM;
@@ -245,9 +255,31 @@ int ktls_conn_attach(SSL *ssl, int fd, const struct ktls_policy *policy)
 	return 0;
 }
 
+int ktls_conn_delegate(SSL *ssl, int fd, const struct ktls_policy *policy)
+{
+	struct ktls_policy p;
+	struct ktls_conn *c;
+	int ret;
+
+	if (!ssl)
+		return -EINVAL;
+	if (ktls_conn_of(ssl))
+		return -EEXIST;
+	ret = conn_prepare(fd, policy, &p);
+	if (ret)
+		return ret;
+	c = ktls_conn_new(fd, &p);
+	if (!c)
+		return -ENOMEM;
+	ret = ktls_delegate_bind(ssl, c);
+	if (ret)
+		ktls_conn_free(c);
+	return ret;
+}
+
 int ktls_conn_linger(SSL *ssl, int timeout_ms)
 {
-	struct ktls_conn *c = ssl ? ktls_conn_from_bio(SSL_get_wbio(ssl)) : NULL;
+	struct ktls_conn *c = ktls_conn_of(ssl);
 
 	return c ? ktls_linger_now(c, timeout_ms) : -EINVAL;
 }
@@ -262,7 +294,7 @@ int ktls_conn_status(SSL *ssl, struct ktls_status *st)
 
 	if (!ssl || !st)
 		return -EINVAL;
-	c = ktls_conn_from_bio(SSL_get_wbio(ssl));
+	c = ktls_conn_of(ssl);
 	if (!c)
 		return -EINVAL;
 	st->tx = c->tx.st;
@@ -284,7 +316,7 @@ int ktls_conn_diag(SSL *ssl, const char **tx, const char **rx)
 
 	if (!ssl || !tx || !rx)
 		return -EINVAL;
-	c = ktls_conn_from_bio(SSL_get_wbio(ssl));
+	c = ktls_conn_of(ssl);
 	if (!c)
 		return -EINVAL;
 	ret = ktls_diag_conf(c->fd, &t, &r);

@@ -30,11 +30,6 @@
 
 #include "internal.h"
 
-static struct ktls_conn *conn_of(SSL *ssl)
-{
-	return ssl ? ktls_conn_from_bio(SSL_get_wbio(ssl)) : NULL;
-}
-
 static bool in_kernel(const struct ktls_dir *d)
 {
 	return d->st.mode != KTLS_MODE_USERSPACE;
@@ -84,7 +79,7 @@ static int install_rx13(struct ktls_conn *c)
 
 int ktls_conn_handoff(SSL *ssl)
 {
-	struct ktls_conn *c = conn_of(ssl);
+	struct ktls_conn *c = ktls_conn_of(ssl);
 	int ret;
 
 	if (!c)
@@ -214,7 +209,7 @@ static int control(struct ktls_conn *c, int type, const uint8_t *p, size_t len, 
 
 int ktls_conn_control(SSL *ssl, int type, const void *rec, size_t len)
 {
-	struct ktls_conn *c = conn_of(ssl);
+	struct ktls_conn *c = ktls_conn_of(ssl);
 
 	if (!c || !c->handoff || (!rec && len))
 		return -EINVAL;
@@ -223,7 +218,7 @@ int ktls_conn_control(SSL *ssl, int type, const void *rec, size_t len)
 
 ssize_t ktls_conn_recv_record(SSL *ssl, void *buf, size_t len, int *type)
 {
-	struct ktls_conn *c = conn_of(ssl);
+	struct ktls_conn *c = ktls_conn_of(ssl);
 	uint8_t t;
 	ssize_t n;
 
@@ -241,7 +236,7 @@ ssize_t ktls_conn_recv_record(SSL *ssl, void *buf, size_t len, int *type)
 
 ssize_t ktls_conn_recv(SSL *ssl, void *buf, size_t len)
 {
-	struct ktls_conn *c = conn_of(ssl);
+	struct ktls_conn *c = ktls_conn_of(ssl);
 
 	if (!c || !c->handoff || !buf)
 		return -EINVAL;
@@ -301,7 +296,7 @@ ssize_t ktls_conn_recv(SSL *ssl, void *buf, size_t len)
 
 ssize_t ktls_conn_send(SSL *ssl, const void *buf, size_t len)
 {
-	struct ktls_conn *c = conn_of(ssl);
+	struct ktls_conn *c = ktls_conn_of(ssl);
 	ssize_t n;
 
 	if (!c || !c->handoff || (!buf && len))
@@ -316,7 +311,7 @@ ssize_t ktls_conn_send(SSL *ssl, const void *buf, size_t len)
 
 int ktls_conn_keyupdate(SSL *ssl, int requested)
 {
-	struct ktls_conn *c = conn_of(ssl);
+	struct ktls_conn *c = ktls_conn_of(ssl);
 	int ret;
 
 	if (!c || !c->handoff || (requested != 0 && requested != 1))
@@ -329,7 +324,7 @@ int ktls_conn_keyupdate(SSL *ssl, int requested)
 
 int ktls_conn_shutdown(SSL *ssl)
 {
-	struct ktls_conn *c = conn_of(ssl);
+	struct ktls_conn *c = ktls_conn_of(ssl);
 	ssize_t n;
 
 	if (!c || !c->handoff)

@@ -247,6 +247,13 @@ void ktls_io_account(struct ktls_dir *d, const uint8_t *p, size_t n);
 
 /* bio.c: the conn behind a bridge BIO, or NULL for any other BIO. */
 struct ktls_conn *ktls_conn_from_bio(BIO *b);
+/* delegate.c: the conn behind ssl, through its bridge BIO or its
+ * delegation; NULL when it has neither (or ssl is NULL). */
+struct ktls_conn *ktls_conn_of(const SSL *ssl);
+/* Does ssl have a delegation (ktls_conn_delegate)? */
+bool ktls_delegated(const SSL *ssl);
+/* Hang c off ssl, freed with it (SSL_free); 0 or -ENOMEM. */
+int ktls_delegate_bind(SSL *ssl, struct ktls_conn *c);
 /* record.c: one control record of type on c's kernel TX
  * (TLS_SET_RECORD_TYPE).  Bytes taken, or -errno. */
 ssize_t ktls_send_ctrl(struct ktls_conn *c, int type, const void *buf, size_t len);

@@ -24,8 +24,8 @@ extern "C" {
  * libktls-bridge.map), so a program that uses them will not load with an
  * older library. */
 #define KTLS_BRIDGE_VERSION_MAJOR 0
-#define KTLS_BRIDGE_VERSION_MINOR 2
-#define KTLS_BRIDGE_VERSION_STR "0.2.0"
+#define KTLS_BRIDGE_VERSION_MINOR 3
+#define KTLS_BRIDGE_VERSION_STR "0.3.0"
 
 /* The release of the library running, "MAJOR.MINOR.PATCH" (it may be newer
  * than the header a program was built with).  Never NULL. */
@@ -245,7 +245,8 @@ int ktls_ctx_setup(SSL_CTX *ctx);
 /* Attach a bridge BIO on connected TCP socket fd to ssl (as SSL_set_fd
  * would).  Policy is *policy when not NULL, else ktls_policy_load() on the
  * default library context (OpenSSL 3.0 cannot name an SSL_CTX's own).
- * -EBADF closed fd, -ENOTSOCK, -EPROTOTYPE not TCP, -ENOTCONN, -EINVAL NULL. */
+ * -EBADF closed fd, -ENOTSOCK, -EPROTOTYPE not TCP, -ENOTCONN, -EINVAL NULL,
+ * -EEXIST ssl has a delegation (ktls_conn_delegate). */
 int ktls_conn_attach(SSL *ssl, int fd, const struct ktls_policy *policy);
 
 /* Per-connection status; -EINVAL if ssl has no bridge. */
@@ -306,6 +307,39 @@ int ktls_conn_shutdown(SSL *ssl);
  * closed, 0 the time ran out, -ENOTCONN no fatal alert was sent (nothing
  * to wait for), -EINVAL ssl has no bridge.  Either mode. */
 int ktls_conn_linger(SSL *ssl, int timeout_ms);
+
+/* ------------------------------------------------------------------ */
+/* Delegation: a program that reads and writes through its own BIO     */
+/* ------------------------------------------------------------------ */
+
+/* Give ssl a bridge without changing its BIO: the program's BIO lets the
+ * bridge answer libssl's kTLS ctrls and carry what goes through the kernel
+ * (the calls below), and keeps carrying, through its own transport, any
+ * direction that stays in userspace.  fd is the connected TCP socket
+ * under that BIO; policy as for ktls_conn_attach.  Status, diag, linger
+ * and hand-off work on ssl as after ktls_conn_attach.  The bridge lives
+ * until SSL_free(ssl).  -EEXIST ssl has a bridge already; fd errors as for
+ * ktls_conn_attach. */
+int ktls_conn_delegate(SSL *ssl, int fd, const struct ktls_policy *policy);
+/* From the BIO's ctrl callback, before its own ctrls: 1 when cmd is one of
+ * libssl's kTLS ctrls (72-76, 90), answered in *ret (the callback returns
+ * it); 0 when cmd is the program's own. */
+int ktls_delegate_ctrl(SSL *ssl, int cmd, long larg, void *ptr, long *ret);
+/* From the BIO's write callback, first: 1 when the kernel has the
+ * transmit direction (or the bridge ended the connection) and the bridge
+ * wrote to fd: *done is the bytes taken or -errno (-EAGAIN: set the BIO's
+ * retry flag and wait for fd to be writable); 0 when transmit is in
+ * userspace: write through your transport. */
+int ktls_delegate_write(SSL *ssl, const void *buf, size_t len, ssize_t *done);
+/* From the BIO's read callback, first: as ktls_delegate_write, for
+ * receive; *done is bytes (records as libssl reads them), 0 at the end of
+ * the stream, or -errno.  Once libssl gave receive to the kernel, bytes
+ * that the program's transport read ahead are lost: do not read ahead. */
+int ktls_delegate_read(SSL *ssl, void *buf, size_t len, ssize_t *done);
+/* Optional: the wire bytes the program carried itself for a direction in
+ * userspace (tx nonzero: written), so that the status counts its records
+ * and bytes.  -EBUSY when that direction is the kernel's. */
+int ktls_delegate_wire(SSL *ssl, int tx, const void *buf, size_t n);
 
 /* The bridge BIO method (BIO_TYPE_DESCRIPTOR | source/sink). */
 const BIO_METHOD *ktls_bio_method(void);

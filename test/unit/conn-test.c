@@ -24,6 +24,7 @@
 
 #include "internal.h"
 #include "ktest.h"
+#include "testcert.h"
 #include "wipecheck.h"
 
 static int app_lines;
@@ -66,21 +67,6 @@ static void app_keylog(const SSL *ssl, const char *line)
 	watch_keylog(line);
 	if (strstr(line, "TRAFFIC_SECRET_0"))
 		app_secret_lines++;
-}
-
-static void make_cert(EVP_PKEY **pkey, X509 **cert)
-{
-	*pkey = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
-	*cert = X509_new();
-	X509_set_version(*cert, 2);
-	ASN1_INTEGER_set(X509_get_serialNumber(*cert), 1);
-	X509_gmtime_adj(X509_getm_notBefore(*cert), 0);
-	X509_gmtime_adj(X509_getm_notAfter(*cert), 3600);
-	X509_set_pubkey(*cert, *pkey);
-	X509_NAME_add_entry_by_txt(X509_get_subject_name(*cert), "CN", MBSTRING_ASC,
-				   (const unsigned char *)"localhost", -1, -1, 0);
-	X509_set_issuer_name(*cert, X509_get_subject_name(*cert));
-	X509_sign(*cert, *pkey, EVP_sha256());
 }
 
 struct server_arg {
@@ -236,7 +222,7 @@ int main(void)
 	CHECK(ktls_probe() == first);
 	if (!ktls_probe()->ulp)
 		printf("conn-test: host kernel has no kTLS: testing the fallback path\n");
-	make_cert(&pkey, &cert);
+	testcert_make(&pkey, &cert);
 	run(TLS1_2_VERSION, pkey, cert);
 	run(TLS1_3_VERSION, pkey, cert);
 
