@@ -173,6 +173,9 @@ int app_opt(struct app_opts *o, int code, const char *arg, const char *prog)
 	case APP_OPT_NO_OFFLOAD:
 		o->no_offload = true;
 		return 1;
+	case APP_OPT_OWN_BIO:
+		o->own_bio = true;
+		return 1;
 	default:
 		return 0;
 	}
@@ -221,9 +224,19 @@ int app_attach(SSL *ssl, int fd, const struct app_opts *o, const char *prog)
 	if (o->tls13_policy)
 		p.tls13 = !strcmp(o->tls13_policy, "always") ? KTLS_TLS13_ALWAYS :
 			  !strcmp(o->tls13_policy, "never") ? KTLS_TLS13_NEVER : KTLS_TLS13_AUTO;
-	ret = ktls_conn_attach(ssl, fd, &p);
+	if (!o->own_bio) {
+		ret = ktls_conn_attach(ssl, fd, &p);
+		if (ret) {
+			fprintf(stderr, "%s: ktls_conn_attach: %s\n", prog, strerror(-ret));
+			return -1;
+		}
+		return 0;
+	}
+	ret = app_own_bio(ssl, fd);
+	if (!ret)
+		ret = ktls_conn_delegate(ssl, fd, &p);
 	if (ret) {
-		fprintf(stderr, "%s: ktls_conn_attach: %s\n", prog, strerror(-ret));
+		fprintf(stderr, "%s: ktls_conn_delegate: %s\n", prog, strerror(-ret));
 		return -1;
 	}
 	return 0;

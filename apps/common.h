@@ -28,6 +28,7 @@ struct app_opts {
 	const char *ciphersuites;	/* TLS 1.3 suites */
 	const char *tls13_policy;	/* override: auto|always|never */
 	bool no_offload;		/* override: offload = off */
+	bool own_bio;			/* delegate from a BIO of our own (ownbio.c) */
 	bool have_policy_override;
 	struct ktls_policy policy;
 };
@@ -42,23 +43,30 @@ int app_opt(struct app_opts *o, int code, const char *arg, const char *prog);
 #define APP_OPT_SUITES 1004
 #define APP_OPT_TLS13_POLICY 1005
 #define APP_OPT_NO_OFFLOAD 1006
+#define APP_OPT_OWN_BIO 1007
 #define APP_LONG_OPTS                                                       \
 	{ "tls1_2", no_argument, NULL, APP_OPT_TLS12 },                    \
 	{ "tls1_3", no_argument, NULL, APP_OPT_TLS13 },                    \
 	{ "cipher", required_argument, NULL, APP_OPT_CIPHERS },            \
 	{ "ciphersuites", required_argument, NULL, APP_OPT_SUITES },       \
 	{ "tls13-offload", required_argument, NULL, APP_OPT_TLS13_POLICY }, \
-	{ "no-offload", no_argument, NULL, APP_OPT_NO_OFFLOAD }
+	{ "no-offload", no_argument, NULL, APP_OPT_NO_OFFLOAD },           \
+	{ "own-bio", no_argument, NULL, APP_OPT_OWN_BIO }
 #define APP_OPTS_HELP                                                            \
 	"  --tls1_2 | --tls1_3       only this TLS version\n"                     \
 	"  --cipher LIST             TLS 1.2 cipher list (OpenSSL syntax)\n"      \
 	"  --ciphersuites LIST       TLS 1.3 cipher suites\n"                     \
 	"  --tls13-offload MODE      override policy tls13: auto|always|never\n" \
-	"  --no-offload              override policy: keep records in userspace\n"
+	"  --no-offload              override policy: keep records in userspace\n" \
+	"  --own-bio                 read and write through a BIO of our own and\n" \
+	"                            delegate kernel TLS to the bridge from it\n"
 
 /* Configure versions/ciphers and ktls_ctx_setup(); prints errors. */
 int app_ctx_setup(SSL_CTX *ctx, const struct app_opts *o, const char *prog);
-/* Attach the bridge with the effective policy. */
+/* ownbio.c: ssl reads and writes fd through a BIO of the app's own (not
+ * yet delegated); 0 or -ENOMEM. */
+int app_own_bio(SSL *ssl, int fd);
+/* Attach the bridge with the effective policy (--own-bio: delegate). */
 int app_attach(SSL *ssl, int fd, const struct app_opts *o, const char *prog);
 
 /* One human line per direction. */

@@ -297,12 +297,13 @@ static void handle(SSL_CTX *ctx, int cfd, const struct serve_opts *o, long id)
 		printf("{\"conn\":%ld,\"ok\":%s,\"protocol\":\"%s\",\"cipher\":\"%s\","
 		       "\"bytes\":%llu,\"sha256_in\":\"%s\",\"keyupdates_sent\":%llu,"
 		       "\"sendfile\":%s,\"handoff\":%s,\"kernel_conf\":%s,\"kernel_opts\":%s,"
-		       "\"openssl\":\"%s\","
+		       "\"openssl\":\"%s\",\"bio\":\"%s\","
 		       "\"status\":%s}\n",
 		       id, ok ? "false" : "true", SSL_get_version(ssl), SSL_get_cipher_name(ssl),
 		       (unsigned long long)total, o->root ? "" : hex, (unsigned long long)kus,
 		       sendfile_used ? "true" : "false", handed_off ? "true" : "false", diag,
-		       kopts, OpenSSL_version(OPENSSL_VERSION), app_status_json(ssl));
+		       kopts, OpenSSL_version(OPENSSL_VERSION),
+		       BIO_method_name(SSL_get_rbio(ssl)), app_status_json(ssl));
 	fflush(stdout);
 out:
 	ERR_clear_error();
@@ -372,11 +373,14 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (optind != argc || !o.cert || !o.key || (o.echo && o.root) || (o.handoff && o.root)) {
+	if (optind != argc || !o.cert || !o.key || (o.echo && o.root) || (o.handoff && o.root) ||
+	    (o.app.own_bio && o.root)) {
 		fprintf(stderr, "%s: %s\n", prog,
 			optind != argc ? "unexpected argument" :
 			(o.echo && o.root) ? "--echo and --root exclude each other" :
 			(o.handoff && o.root) ? "--handoff works with --echo only" :
+			o.root ? "--own-bio works with --echo only (SSL_sendfile needs a "
+				 "descriptor BIO)" :
 			"--cert and --key are required");
 		usage(stderr);
 		return 2;

@@ -90,7 +90,19 @@ def test_probe_usage():
 def test_serve_with_stock_s_client(certs, fallback_only, version, cipher, tmp_path):
     """ktls-serve --echo <-> openssl s_client; TLS 1.3 gets k/K KeyUpdates,
     and s_client's message trace shows the server's answer to each K."""
-    serve, port = start_serve(certs, "--echo", "--max-conns", "1",
+    echo_with_s_client(certs, version, cipher, tmp_path)
+
+
+@pytest.mark.parametrize("version,cipher", [("1.2", TLS12[0]), ("1.3", TLS13[1])])
+def test_own_bio_serve_with_stock_s_client(certs, fallback_only, version, cipher, tmp_path):
+    """The same through ktls-serve --own-bio: a BIO of the app's own that
+    hands libssl's kTLS ctrls to the bridge (ktls_conn_delegate); here the
+    bridge answers 'userspace' and the app's BIO carries every record."""
+    echo_with_s_client(certs, version, cipher, tmp_path, "--own-bio")
+
+
+def echo_with_s_client(certs, version, cipher, tmp_path, *extra):
+    serve, port = start_serve(certs, "--echo", "--max-conns", "1", *extra,
                               *(["--ciphersuites", ALL13] if version == "1.3"
                                 else ["--cipher", cipher]))
     lines = payload_lines(1 << 20, seed=len(cipher))
@@ -111,6 +123,7 @@ def test_serve_with_stock_s_client(certs, fallback_only, version, cipher, tmp_pa
     assert res["ok"] is True, err
     assert res["sha256_in"] == sha256(expect)
     assert res["protocol"] == ("TLSv1.2" if version == "1.2" else "TLSv1.3")
+    assert res["bio"] == ("app's own" if "--own-bio" in extra else "ktls bridge")
     assert res["status"]["tx"]["mode"] == "userspace"
     if cipher == "TLS_AES_128_CCM_SHA256":
         # OpenSSL 3.0 does not offer kTLS keys for TLS 1.3 AES-CCM at all
