@@ -198,7 +198,7 @@ BIO *ktls_bio_new(int fd, int close_flag, const struct ktls_policy *policy)
 	struct ktls_conn *c;
 	BIO *b;
 
-	if (!m || fd < 0)
+	if (!m || fd < 0 || (policy && ktls_policy_check(policy)))
 		return NULL;
 	c = ktls_conn_new(fd, policy);
 	if (!c)
@@ -224,7 +224,7 @@ static int conn_prepare(int fd, const struct ktls_policy *policy, struct ktls_po
 		return ret;
 	if (policy) {
 		*p = *policy;
-		return 0;
+		return ktls_policy_check(p);
 	}
 	/* OpenSSL 3.0 cannot tell an SSL_CTX's library context; the provider
 	 * is looked up in the default one (where openssl.cnf loads it). */

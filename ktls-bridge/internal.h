@@ -300,6 +300,9 @@ void ktls_rx_expect_no_pad(struct ktls_conn *c);
  * 3.2+ after a KeyUpdate): 1 when they are the generation the kernel holds
  * or the next one (then installed), else the connection ends and 0. */
 int ktls_key_reoffered(struct ktls_conn *c, bool tx, const struct ktls_keyblock *kb);
+/* policy.c: 0 when a program's policy is one this release can follow:
+ * tls13 one of the enum's modes, reserved words zero; else -EINVAL. */
+int ktls_policy_check(const struct ktls_policy *p);
 /* policy.c: policy and probe for one direction's keys, before any side
  * effect: KTLS_R_NONE = go ahead (the kernel's install answer decides
  * ciphers). */

@@ -22,7 +22,20 @@ extern "C" {
 /* The release this header belongs to.  Each release's new functions get
  * a symbol-version node of their own (KTLS_BRIDGE_MAJOR.MINOR, see
  * libktls-bridge.map), so a program that uses them will not load with an
- * older library. */
+ * older library.
+ *
+ * How the structs grow without breaking programs built against an older
+ * header (the ABI, from 0.3.0 on, soname libktls-bridge.so.2):
+ *  - the library's own (ktls_cipher, ktls_caps): a program only reads them
+ *    through the pointers the library returns; new fields go at the end;
+ *  - a program's (ktls_policy, ktls_dir_status/ktls_status): they end in
+ *    reserved words.  A new field takes reserved words, and its zero means
+ *    what the release before did.  In a policy they must be zero (the
+ *    functions that fill one clear them; a nonzero word is -EINVAL, so a
+ *    program built for a newer release fails loudly on an older library);
+ *    in a status the library writes them, zero until a release uses them;
+ *  - ktls_keyblock and ktls_nic are fixed: the kernel's layout, and an
+ *    array's element. */
 #define KTLS_BRIDGE_VERSION_MAJOR 0
 #define KTLS_BRIDGE_VERSION_MINOR 3
 #define KTLS_BRIDGE_VERSION_STR "0.3.0"
@@ -168,9 +181,10 @@ struct ktls_policy {
 	bool rx_expect_no_pad;	/* TLS_RX_EXPECT_NO_PAD; default false */
 	uint32_t keyupdate_burst;	/* peer KeyUpdates in a row with no application
 					 * data between; default 32, 0 = no limit */
+	uint64_t reserved[6];		/* zero (see the top of this header) */
 };
 
-/* Built-in defaults. */
+/* Built-in defaults (reserved words zero). */
 void ktls_policy_default(struct ktls_policy *p);
 /* Policy of the "ktls" provider if it is loaded in libctx (NULL = default
  * context), else the defaults.  Returns 1 when it came from the provider,
@@ -231,6 +245,7 @@ struct ktls_dir_status {
 	uint64_t key_calls;		/* setsockopt/getsockopt calls for re-keys,
 					 * staging and record counts after install */
 	uint64_t key_expired;		/* RX: reads the kernel answered EKEYEXPIRED */
+	uint64_t reserved[6];		/* written zero, for later releases */
 };
 
 struct ktls_status {
@@ -243,8 +258,10 @@ struct ktls_status {
 int ktls_ctx_setup(SSL_CTX *ctx);
 
 /* Attach a bridge BIO on connected TCP socket fd to ssl (as SSL_set_fd
- * would).  Policy is *policy when not NULL, else ktls_policy_load() on the
- * default library context (OpenSSL 3.0 cannot name an SSL_CTX's own).
+ * would).  Policy is *policy when not NULL (-EINVAL if its tls13 is not
+ * one of the enum's modes or a reserved word is not zero), else
+ * ktls_policy_load() on the default library context (OpenSSL 3.0 cannot
+ * name an SSL_CTX's own).
  * -EBADF closed fd, -ENOTSOCK, -EPROTOTYPE not TCP, -ENOTCONN, -EINVAL NULL,
  * -EEXIST ssl has a delegation (ktls_conn_delegate). */
 int ktls_conn_attach(SSL *ssl, int fd, const struct ktls_policy *policy);
@@ -344,7 +361,8 @@ int ktls_delegate_wire(SSL *ssl, int tx, const void *buf, size_t n);
 /* The bridge BIO method (BIO_TYPE_DESCRIPTOR | source/sink). */
 const BIO_METHOD *ktls_bio_method(void);
 /* A bridge BIO on fd (not closed by BIO_free unless close_flag); policy
- * NULL means the built-in defaults.  No checks on fd: see ktls_conn_attach. */
+ * NULL means the built-in defaults.  No checks on fd: see ktls_conn_attach.
+ * NULL also for a policy that ktls_conn_attach refuses (-EINVAL). */
 BIO *ktls_bio_new(int fd, int close_flag, const struct ktls_policy *policy);
 
 #ifdef __cplusplus

@@ -33,6 +33,25 @@ void ktls_policy_default(struct ktls_policy *p)
 	p->rx_expect_no_pad = false;
 }
 
+int ktls_policy_check(const struct ktls_policy *p)
+{
+	size_t i;
+
+	switch (p->tls13) {
+	case KTLS_TLS13_AUTO:
+	case KTLS_TLS13_ALWAYS:
+	case KTLS_TLS13_NEVER:
+		break;
+	default:
+		return -EINVAL;
+	}
+	/* a word a newer release gave a meaning: refused, not ignored */
+	for (i = 0; i < sizeof(p->reserved) / sizeof(p->reserved[0]); i++)
+		if (p->reserved[i])
+			return -EINVAL;
+	return 0;
+}
+
 static int find_ktls(OSSL_PROVIDER *prov, void *arg)
 {
 	if (!strcmp(OSSL_PROVIDER_get0_name(prov), KTLS_PROVIDER_NAME)) {

@@ -9,7 +9,8 @@
  * receive errors left in errno), faults at each step of the install and
  * the reason each one leaves, and the policy knobs.  Last, without the
  * seam: the handshake-message walk, record accounting in userspace mode
- * and ktls_conn_attach() refusing what is not a connected TCP socket.
+ * and ktls_conn_attach() refusing what is not a connected TCP socket,
+ * or a policy with a reserved word set.
  */
 #include <errno.h>
 #include <string.h>
@@ -330,6 +331,57 @@ static void case_attach_bad_input(void)
 	close(b);
 }
 
+/* The reserved words that let ktls_policy grow: the functions that fill a
+ * policy clear them; attach, delegate and ktls_bio_new refuse a policy
+ * with one set (a field of a newer release this one would ignore) or a
+ * tls13 outside the enum; a status comes back with them zero. */
+static void case_policy_reserved(void)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	SSL *ssl = SSL_new(ctx);
+	struct ktls_policy p;
+	struct ktls_status st;
+	size_t i, n = sizeof(p.reserved) / sizeof(p.reserved[0]);
+	int a, b;
+
+	memset(&p, 0xa5, sizeof(p));
+	ktls_policy_default(&p);
+	for (i = 0; i < n; i++)
+		CHECK_EQ(p.reserved[i], 0);
+	memset(&p, 0xa5, sizeof(p));
+	CHECK(ktls_policy_load(NULL, &p) >= 0);
+	for (i = 0; i < n; i++)
+		CHECK_EQ(p.reserved[i], 0);
+
+	fake_pair(&a, &b);
+	for (i = 0; i < n; i++) {
+		ktls_policy_default(&p);
+		p.reserved[i] = 1;
+		CHECK_EQ(ktls_conn_attach(ssl, a, &p), -EINVAL);
+		CHECK_EQ(ktls_conn_delegate(ssl, a, &p), -EINVAL);
+		CHECK(ktls_bio_new(a, BIO_NOCLOSE, &p) == NULL);
+	}
+	ktls_policy_default(&p);
+	p.tls13 = (enum ktls_tls13_mode)(KTLS_TLS13_NEVER + 1);
+	CHECK_EQ(ktls_conn_attach(ssl, a, &p), -EINVAL);
+	CHECK(ktls_bio_new(a, BIO_NOCLOSE, &p) == NULL);
+	CHECK(SSL_get_rbio(ssl) == NULL);	/* nothing attached by the refusals */
+
+	/* the same policy with the words zero is taken */
+	p.tls13 = KTLS_TLS13_NEVER;
+	CHECK_EQ(ktls_conn_attach(ssl, a, &p), 0);
+	memset(&st, 0xa5, sizeof(st));
+	CHECK_EQ(ktls_conn_status(ssl, &st), 0);
+	for (i = 0; i < n; i++) {
+		CHECK_EQ(st.tx.reserved[i], 0);
+		CHECK_EQ(st.rx.reserved[i], 0);
+	}
+	SSL_free(ssl);
+	SSL_CTX_free(ctx);
+	close(a);
+	close(b);
+}
+
 int main(void)
 {
 	RUN(case_real_kernel);
@@ -340,6 +392,7 @@ int main(void)
 	RUN(case_handshake_walk);
 	RUN(case_userspace_accounting);
 	RUN(case_attach_bad_input);
+	RUN(case_policy_reserved);
 	ktls_sys_set(NULL);
 	return ktest_done("bio-contract-test");
 }
