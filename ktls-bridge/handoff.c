@@ -137,11 +137,14 @@ static int send_keyupdate(struct ktls_conn *c, bool requested)
 	return ktls_tx_after_handshake(c, 1);
 }
 
-/* The reply a peer's update_requested is owed goes before our next data. */
+/* The reply a peer's update_requested is owed goes before our next data.
+ * After our close_notify, or the end, nothing goes out: it is dropped. */
 static int pay_keyupdate(struct ktls_conn *c)
 {
 	int ret;
 
+	if (c->closed || c->dead)
+		c->ku_owed = false;
 	if (!c->ku_owed)
 		return 0;
 	ret = send_keyupdate(c, false);
@@ -191,6 +194,7 @@ static int control(struct ktls_conn *c, int type, const uint8_t *p, size_t len, 
 		if (len != 2)	/* a message of the wrong length */
 			return fatal(c, ALERT_DECODE_ERROR, "malformed alert");
 		if (p[1] == ALERT_CLOSE_NOTIFY) {
+			c->eof = true;	/* what follows is ignored (RFC 8446 6.1) */
 			ktls_conn_shutdown(c->ssl);
 			ktls_dir_note(&c->rx, KTLS_R_PEER_CLOSED, 0, "close_notify");
 			return 1;
@@ -213,6 +217,12 @@ int ktls_conn_control(SSL *ssl, int type, const void *rec, size_t len)
 
 	if (!c || !c->handoff || (!rec && len))
 		return -EINVAL;
+	/* after the end, or the peer's close_notify, a record changes nothing
+	 * and nothing is sent for it */
+	if (c->dead)
+		return -(c->rx.st.err ? c->rx.st.err : EPIPE);
+	if (c->eof)
+		return -EPIPE;
 	return control(c, type, rec, len, false);
 }
 

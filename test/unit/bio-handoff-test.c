@@ -8,7 +8,8 @@
  * errors, each answered with its alert and nothing after it; a pause for
  * a key (EKEYEXPIRED) that no KeyUpdate explains, in transparent and in
  * hand-off mode; a KeyUpdate handed to the application that explains the
- * pause before the application passes it back.
+ * pause before the application passes it back.  Records after our
+ * close_notify and after the peer's.
  */
 #include <errno.h>
 #include <string.h>
@@ -143,10 +144,50 @@ static void case_rx_kernel_errors(void)
 	ssl_close(ssl, ctx, a, b);
 }
 
+/* After our close_notify the peer may still re-key: the receive key moves
+ * on and the reply it asks for is not sent behind the close_notify.
+ * After the peer's close_notify, records change nothing (RFC 8446 6.1).
+ * (Found by the hand-off fuzz target: a KeyUpdate went out after our
+ * close_notify.) */
+static void case_records_after_close_notify(void)
+{
+	static const uint8_t kureq[] = { 24, 0, 0, 1, 1 };
+	uint8_t s0[32];
+	SSL_CTX *ctx;
+	SSL *ssl;
+	int a, b;
+	BIO *bio;
+
+	memset(s0, 0x33, sizeof(s0));
+	bio = rx_bridge(&a, &b, s0, true, NULL);
+	ktls_secret_set(&conn(bio)->tx.secret, s0, 32, "SHA256");
+	ssl = handoff_ssl(bio, &ctx);
+	CHECK_EQ(ktls_conn_shutdown(ssl), 0);
+	CHECK_EQ(fake.nctrl, 1);
+	CHECK(!memcmp(fake.ctrl_data[0], "\x01\x00", 2));	/* our close_notify */
+	CHECK_EQ(ktls_conn_control(ssl, KTLS_CT_HANDSHAKE, kureq, sizeof(kureq)), 0);
+	CHECK_EQ(conn(bio)->rx.st.keyupdates, 1);
+	CHECK_EQ(fake.nctrl, 1);		/* no KeyUpdate behind it */
+	CHECK_EQ(conn(bio)->tx.st.keyupdates, 0);
+	CHECK(!conn(bio)->ku_owed);
+	CHECK_EQ(ktls_conn_send(ssl, "x", 1), -EPIPE);
+	CHECK_EQ(fake.nctrl, 1);
+
+	/* the peer's close_notify ends it; what follows changes nothing */
+	CHECK_EQ(ktls_conn_control(ssl, KTLS_CT_ALERT, "\x01\x00", 2), 1);
+	CHECK_EQ(ktls_conn_control(ssl, KTLS_CT_HANDSHAKE, kureq, sizeof(kureq)), -EPIPE);
+	CHECK_EQ(ktls_conn_control(ssl, KTLS_CT_ALERT, "\x02\x28", 2), -EPIPE);
+	CHECK_EQ(conn(bio)->rx.st.keyupdates, 1);
+	CHECK_EQ(conn(bio)->rx.st.reason, KTLS_R_PEER_CLOSED);
+	CHECK_EQ(fake.nctrl, 1);
+	ssl_close(ssl, ctx, a, b);
+}
+
 int main(void)
 {
 	RUN(case_handoff_owed_keyupdate);
 	RUN(case_rx_kernel_errors);
+	RUN(case_records_after_close_notify);
 	ktls_sys_set(NULL);
 	return ktest_done("bio-handoff-test");
 }
