@@ -27,8 +27,8 @@ def parse_args(args):
                "122 BUG/WARNING/Oops in the guest's dmesg. See test/vm/README.")
     p.add_argument("--list", action="store_true", help="list kernel flavours and exit")
     p.add_argument("--kernel", metavar="FLAVOUR",
-                   help="kernel flavour (default: $KTLS_VM_KERNEL, else the newest "
-                        "available one)")
+                   help="kernel flavour (default: $KTLS_VM_KERNEL, else the first "
+                        "available one: patched-*, then the newest stock kernel)")
     p.add_argument("--forward", metavar="HOSTPORT:GUESTPORT", action="append", default=[],
                    help="forward 127.0.0.1:HOSTPORT on the host to GUESTPORT in the guest")
     p.add_argument("--put", metavar="HOSTFILE:GUESTPATH", action="append", default=[],

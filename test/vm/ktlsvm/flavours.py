@@ -26,10 +26,12 @@ def flavour_names():
             continue
         out.append(n)
 
+    # our own kernel series first (it has everything the bridge uses),
+    # then the newest stock kernel
     def key(n):
         m = re.search(r"(\d+(?:\.\d+)*)$", n)
         ver = tuple(int(x) for x in m.group(1).split(".")) if m else ()
-        return (ver, n)
+        return (n.startswith("patched-"), ver, n)
     return sorted(out, key=key, reverse=True)
 
 
@@ -56,7 +58,8 @@ def flavour_check(name):
 
 
 def prepare_default_flavour():
-    """Prepare the newest available flavour; if one fails, warn and try the next.
+    """Prepare the first available flavour (flavour_names' order); if one
+    fails, warn and try the next.
 
     Returns (name, kernel, moddir, append)."""
     env = os.environ.get("KTLS_VM_KERNEL")
