@@ -209,7 +209,8 @@ void ktls_conn_fatal(struct ktls_conn *c, bool tx, enum ktls_reason r, int err,
 
 	bool sent = false;
 
-	if (alert && !c->dead && c->tx.st.mode != KTLS_MODE_USERSPACE)
+	/* nothing goes out behind our close_notify (RFC 8446 6.1) */
+	if (alert && !c->dead && !c->closed && c->tx.st.mode != KTLS_MODE_USERSPACE)
 		sent = ktls_send_alert(c, ALERT_LEVEL_FATAL, alert) == 2;
 	ktls_dir_note(d, r, err, what);
 	c->dead = true;

@@ -183,11 +183,34 @@ static void case_records_after_close_notify(void)
 	ssl_close(ssl, ctx, a, b);
 }
 
+/* A record that ends the connection after our close_notify: no fatal
+ * alert goes out behind it.  (Found by the hand-off fuzz target.) */
+static void case_no_alert_after_close_notify(void)
+{
+	uint8_t s0[32];
+	SSL_CTX *ctx;
+	SSL *ssl;
+	int a, b;
+	BIO *bio;
+
+	memset(s0, 0x44, sizeof(s0));
+	bio = rx_bridge(&a, &b, s0, true, NULL);
+	ssl = handoff_ssl(bio, &ctx);
+	CHECK_EQ(ktls_conn_shutdown(ssl), 0);
+	CHECK_EQ(fake.nctrl, 1);
+	CHECK_EQ(ktls_conn_control(ssl, KTLS_CT_CCS, "\x01", 1), -EPROTO);
+	CHECK(conn(bio)->dead);
+	CHECK_EQ(conn(bio)->rx.st.reason, KTLS_R_PROTOCOL);
+	CHECK_EQ(fake.nctrl, 1);		/* the close_notify only */
+	ssl_close(ssl, ctx, a, b);
+}
+
 int main(void)
 {
 	RUN(case_handoff_owed_keyupdate);
 	RUN(case_rx_kernel_errors);
 	RUN(case_records_after_close_notify);
+	RUN(case_no_alert_after_close_notify);
 	ktls_sys_set(NULL);
 	return ktest_done("bio-handoff-test");
 }
