@@ -159,7 +159,10 @@ def test_set_again_rekey_fails_cleanly(guest, clean):
     # byte-exact prefixes: the client's echo, the server's input, the file
     sent = app_fill(c["bytes_sent"])
     assert c["sha256_sent"] == prefix_sha256(sent, c["bytes_sent"])
-    assert 0 < c["bytes_received"] <= c["bytes_sent"]
+    # how much of the echo is back when the second KeyUpdate fails is up to
+    # the scheduler: the client writes 32 records before it without waiting
+    # (a CI run under load saw none back); what came is a prefix
+    assert 0 <= c["bytes_received"] <= c["bytes_sent"]
     assert c["sha256_received"] == prefix_sha256(sent, c["bytes_received"])
     assert a.out_size == c["bytes_received"] and a.out_sha == c["sha256_received"]
     s = a.server
