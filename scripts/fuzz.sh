@@ -9,16 +9,17 @@ NAME
 	fuzz.sh - coverage-guided fuzzing of the bridge's parsers
 
 SYNOPSIS
-	scripts/fuzz.sh [SECONDS]
+	scripts/fuzz.sh [SECONDS [TARGET...]]
 	scripts/fuzz.sh --help
 
 DESCRIPTION
 	Configures _build-fuzz/ with CC=clang --enable-fuzzing (installing
 	clang when it is missing), builds the libFuzzer binaries
-	test/fuzz/fuzz-<target>, and runs each target for SECONDS (default
-	60) on a copy of its seed corpus test/fuzz/corpus/<target>/, with
-	test/fuzz/dict/<target>.dict when there is one.  Targets run side by
-	side, as many at a time as there are CPUs.
+	test/fuzz/fuzz-<target>, and runs each target (or only the TARGETs
+	named: walker rxwalk keyblock keylog provconf handoff) for SECONDS
+	(default 60) on a copy of its seed corpus test/fuzz/corpus/<target>/,
+	with test/fuzz/dict/<target>.dict when there is one.  Targets run
+	side by side, as many at a time as there are CPUs.
 
 	New inputs go to _build-fuzz/fuzz-out/<target>/corpus, crash files
 	(crash-*, leak-*, timeout-*, oom-*) to _build-fuzz/fuzz-out/<target>/,
@@ -48,7 +49,17 @@ esac
 
 builddir=$top/_build-fuzz
 out=$builddir/fuzz-out
-targets=(walker rxwalk keyblock keylog provconf)
+targets=(walker rxwalk keyblock keylog provconf handoff)
+if [ $# -gt 1 ]; then
+	shift
+	for t in "$@"; do
+		case " ${targets[*]} " in
+		*" $t "*) ;;
+		*) echo "fuzz.sh: no target '$t' (${targets[*]})" >&2; exit 2 ;;
+		esac
+	done
+	targets=("$@")
+fi
 jobs=${KTLS_FUZZ_JOBS:-$(nproc)}
 
 if ! command -v clang >/dev/null; then

@@ -88,6 +88,17 @@ void p_ku4(struct ktls_policy *p)
 	p->keyupdate_records = 4;
 }
 
+BIO *rx_bridge_on(int a, const uint8_t *s0, void (*tweak)(struct ktls_policy *))
+{
+	BIO *bio = bridge(a, tweak);
+
+	CHECK_EQ(offer_gen(bio, s0, 0, true), 1);
+	CHECK_EQ(offer_gen(bio, s0, 0, false), 1);
+	ktls_secret_set(&conn(bio)->rx.secret, s0, 32, "SHA256");
+	ktls_key_stage(conn(bio), false);	/* as the key-log callback does */
+	return bio;
+}
+
 BIO *rx_bridge(int *a, int *b, const uint8_t *s0, bool prestage,
 	       void (*tweak)(struct ktls_policy *))
 {
@@ -95,11 +106,7 @@ BIO *rx_bridge(int *a, int *b, const uint8_t *s0, bool prestage,
 
 	fake_reset_rekey(prestage);
 	tcp_pair(a, b);
-	bio = bridge(*a, tweak);
-	CHECK_EQ(offer_gen(bio, s0, 0, true), 1);
-	CHECK_EQ(offer_gen(bio, s0, 0, false), 1);
-	ktls_secret_set(&conn(bio)->rx.secret, s0, 32, "SHA256");
-	ktls_key_stage(conn(bio), false);	/* as the key-log callback does */
+	bio = rx_bridge_on(*a, s0, tweak);
 	CHECK_EQ(fake.staged_rx, prestage);
 	return bio;
 }

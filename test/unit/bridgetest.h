@@ -50,6 +50,8 @@ void p_ku4(struct ktls_policy *p);	/* a KeyUpdate every 4 records */
  * bridge's end of the pair, *b the peer's. */
 BIO *rx_bridge(int *a, int *b, const uint8_t *s0, bool prestage,
 	       void (*tweak)(struct ktls_policy *));
+/* The same on fd a of a pair, in the fake kernel as it is now. */
+BIO *rx_bridge_on(int a, const uint8_t *s0, void (*tweak)(struct ktls_policy *));
 /* An SSL over bio, in hand-off mode, and its SSL_CTX in *ctx. */
 SSL *handoff_ssl(BIO *bio, SSL_CTX **ctx);
 
