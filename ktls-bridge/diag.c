@@ -49,6 +49,46 @@ static int nla_u16(const struct nlattr *a)
 	return v;
 }
 
+int ktls_diag_parse(const void *buf, size_t len, int *txconf, int *rxconf)
+{
+	size_t off = 0;
+
+	*txconf = *rxconf = 0;
+	/* by hand, not NLMSG_OK/NLMSG_NEXT: a last message whose length is
+	 * not padded to 4 must not move the walk past the end */
+	while (off + NLMSG_HDRLEN <= len) {
+		const struct nlmsghdr *h = (const void *)((const char *)buf + off);
+		const struct inet_diag_msg *m = NLMSG_DATA(h);
+		const struct nlattr *a;
+
+		if (h->nlmsg_len < NLMSG_HDRLEN || h->nlmsg_len > len - off)
+			return -EBADMSG;
+		off += NLMSG_ALIGN(h->nlmsg_len);
+		if (h->nlmsg_type == NLMSG_ERROR) {
+			const struct nlmsgerr *e = NLMSG_DATA(h);
+
+			if (h->nlmsg_len < NLMSG_LENGTH(sizeof(*e)))
+				return -EBADMSG;
+			/* a negative errno; anything else is not an answer */
+			return e->error < 0 ? e->error : e->error ? -EBADMSG : -ENOENT;
+		}
+		if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY)
+			continue;
+		if (h->nlmsg_len < NLMSG_LENGTH(sizeof(*m)))
+			return -EBADMSG;
+		a = nla_find((const char *)m + NLMSG_ALIGN(sizeof(*m)),
+			     (int)(h->nlmsg_len - NLMSG_LENGTH(sizeof(*m))), INET_DIAG_ULP_INFO);
+		if (a)
+			a = nla_find(nla_payload(a), nla_paylen(a), INET_ULP_INFO_TLS);
+		if (!a)
+			return -ENOENT;	/* no tls ULP on this socket */
+		*txconf = nla_u16(nla_find(nla_payload(a), nla_paylen(a), TLS_INFO_TXCONF));
+		*rxconf = nla_u16(nla_find(nla_payload(a), nla_paylen(a), TLS_INFO_RXCONF));
+		return 0;
+	}
+	return -ENOENT;
+}
+
 int ktls_diag_conf(int fd, int *txconf, int *rxconf)
 {
 	struct sockaddr_storage local, peer;
@@ -59,8 +99,7 @@ int ktls_diag_conf(int fd, int *txconf, int *rxconf)
 	} req;
 	char buf[8192];
 	struct sockaddr_nl nl = { .nl_family = AF_NETLINK };
-	const struct nlmsghdr *h;
-	int sk, ret = -ENOENT;
+	int sk, ret;
 	ssize_t n;
 
 	*txconf = *rxconf = 0;
@@ -105,29 +144,7 @@ int ktls_diag_conf(int fd, int *txconf, int *rxconf)
 		ret = -errno;
 		goto out;
 	}
-	for (h = (const struct nlmsghdr *)buf; NLMSG_OK(h, (size_t)n); h = NLMSG_NEXT(h, n)) {
-		const struct inet_diag_msg *m = NLMSG_DATA(h);
-		const struct nlattr *a;
-
-		if (h->nlmsg_type == NLMSG_ERROR) {
-			const struct nlmsgerr *e = NLMSG_DATA(h);
-
-			ret = e->error ? e->error : -ENOENT;
-			break;
-		}
-		if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY)
-			continue;
-		a = nla_find((const char *)m + NLMSG_ALIGN(sizeof(*m)),
-			     (int)h->nlmsg_len - NLMSG_LENGTH(sizeof(*m)), INET_DIAG_ULP_INFO);
-		if (a)
-			a = nla_find(nla_payload(a), nla_paylen(a), INET_ULP_INFO_TLS);
-		if (!a)
-			break;	/* no tls ULP on this socket */
-		*txconf = nla_u16(nla_find(nla_payload(a), nla_paylen(a), TLS_INFO_TXCONF));
-		*rxconf = nla_u16(nla_find(nla_payload(a), nla_paylen(a), TLS_INFO_RXCONF));
-		ret = 0;
-		break;
-	}
+	ret = ktls_diag_parse(buf, (size_t)n, txconf, rxconf);
 out:
 	close(sk);
 	return ret;

@@ -101,6 +101,9 @@ int ktls_install_opt(int fd, int opt, const struct ktls_keyblock *kb);
 
 /* sock_diag: TLS_CONF_* of each direction of fd (0 when not set). */
 int ktls_diag_conf(int fd, int *txconf, int *rxconf);
+/* diag.c: the kernel's answer of len bytes (netlink messages) read for
+ * ktls_diag_conf; the same returns, -EBADMSG for a message cut short. */
+int ktls_diag_parse(const void *buf, size_t len, int *txconf, int *rxconf);
 
 /* record.c: walk the handshake messages in a record body; returns the number of
  * KeyUpdate messages found and stores the last one's request flag in
