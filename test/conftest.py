@@ -46,6 +46,8 @@ def ktls_expected():
 # documented reason why a part does not apply, not that it could not run.
 SKIP_ALLOWED = {
     "kasan": "the KASAN + kmemleak run is opt-in (KTLS_KASAN=1): it takes minutes",
+    "haproxy": "the HAProxy tests are opt-in (KTLS_HAPROXY=1): building HAProxy from "
+               "Debian's source package takes about 6 minutes on two cores",
     "host-has-ktls": "this host's kernel has kTLS, so the host tests of the userspace "
                      "fallback and its reasons do not apply (the VM tests cover kTLS)",
 }

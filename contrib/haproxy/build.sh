@@ -1,0 +1,185 @@
+#!/bin/bash
+# build.sh - build HAProxy with the ktls-bridge delegation (the "ktls" bind
+# keyword and the ssl_fc_ktls sample fetch) from Debian's own haproxy source
+# package, for tests (test/test_vm_haproxy.py).
+#
+# The source package comes from the newest Debian suite that has a 3.2.x or
+# 3.0.x one and whose orig tarball the archive still serves (forky, then
+# trixie), through a private apt state in the cache: the system's apt
+# configuration is not touched, nothing is installed from those suites, and
+# the archive addresses are the system's own with the suite changed (as
+# scripts/openssl-next.sh does).  Only the upstream (orig) tarball is used,
+# with contrib/haproxy/patches/ applied in the order of their series file.
+# HAProxy is built against this system's OpenSSL 3.0 (libssl-dev) and PCRE2,
+# without Lua or systemd, and linked with the libktls-bridge of a build
+# directory (found with pkg-config through a generated uninstalled .pc; an
+# rpath points at the build tree's .libs).  Missing -dev packages are
+# installed with apt-get when run as root.
+#
+# Usage: contrib/haproxy/build.sh [--print-path]
+#   --print-path  print the binary's path if it is built, else exit 1
+# stdout: the path of the haproxy binary (next to it: "version", "build.log").
+# Cached by (source version, hash of the patches, library build dir + header);
+# a second run prints the cached path at once.
+# Environment: KTLS_BUILDDIR (default <top>/_build), KTLS_HAPROXY_CACHE
+# (default ${XDG_CACHE_HOME:-$HOME/.cache}/ktls-offload/haproxy),
+# KTLS_HAPROXY_SUITES (default "forky trixie").
+# Exit status: 0 built or cached, 1 not built (--print-path), 2 error,
+# 3 the source could not be downloaded (no archive access).
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/../.." && pwd)
+builddir=${KTLS_BUILDDIR:-$top/_build}
+cache=${KTLS_HAPROXY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ktls-offload/haproxy}
+suites=${KTLS_HAPROXY_SUITES:-forky trixie}
+log() { echo "build.sh (haproxy): $*" >&2; }
+die() { log "error: $*"; exit 2; }
+nosource() { log "error: $*"; exit 3; }
+
+print_only=0
+case ${1:-} in
+--print-path) print_only=1 ;;
+-h | --help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+"") ;;
+*) die "unknown argument: $1" ;;
+esac
+
+[ -f "$builddir/ktls-bridge/ktls-bridge.pc" ] ||
+	die "$builddir is not a built tree (no ktls-bridge/ktls-bridge.pc): run scripts/build.sh"
+builddir=$(cd "$builddir" && pwd)
+libdir=$builddir/ktls-bridge/.libs
+[ -e "$libdir/libktls-bridge.so" ] || die "$libdir/libktls-bridge.so is missing: run scripts/build.sh"
+
+# The key of a build: the patches and the library it links (build dir and
+# API header).  The source version joins it once known (below).
+patch_hash=$(cd "$here/patches" && { cat series; grep -v '^#' series | while read -r p; do
+	[ -z "$p" ] || cat "$p"; done; } | sha256sum | cut -c1-12)
+lib_hash=$(printf '%s\n' "$builddir" | cat - "$top/ktls-bridge/ktls-bridge.h" | sha256sum | cut -c1-12)
+key="$patch_hash-$lib_hash"
+
+cached() {
+	local d
+	for d in "$cache"/built-*-"$key"; do
+		[ -x "$d/haproxy" ] && [ -f "$d/version" ] && { echo "$d/haproxy"; return 0; }
+	done
+	return 1
+}
+
+if [ "$print_only" = 1 ]; then
+	cached || exit 1
+	exit 0
+fi
+
+mkdir -p "$cache"
+exec 9>"$cache/.lock"
+flock 9 || die "cannot lock $cache/.lock"
+if p=$(cached); then
+	log "cached: $p ($(cat "$(dirname "$p")/version"))"
+	echo "$p"
+	exit 0
+fi
+
+for t in apt-get apt-cache make gcc patch pkg-config sha256sum flock tar; do
+	command -v "$t" >/dev/null || die "$t is missing"
+done
+need=()
+for pkg in libssl-dev libpcre2-dev; do
+	dpkg-query -W -f '${Status}\n' "$pkg" 2>/dev/null | grep -q 'install ok installed' ||
+		need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+	[ "$(id -u)" = 0 ] || die "missing packages: ${need[*]} (apt-get install them)"
+	log "installing ${need[*]}"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >&2 ||
+		die "apt-get install ${need[*]} failed"
+fi
+
+# A private apt state with deb-src lines for $suites, made from the system's
+# own Debian bookworm archive entries (one-line and deb822 formats).
+apt="$cache/apt"
+rm -rf "$apt"
+mkdir -p "$apt/etc/sources.list.d" "$apt/etc/preferences.d" "$apt/etc/apt.conf.d" \
+	"$apt/lists/partial" "$apt/archives/partial"
+for s in $suites; do
+	for f in /etc/apt/sources.list.d/*.sources; do
+		if [ ! -f "$f" ] || ! grep -q bookworm "$f"; then continue; fi
+		sed -e 's/^Types:.*/Types: deb-src/' -e "s/bookworm/$s/g" "$f" \
+			>"$apt/etc/sources.list.d/$s-$(basename "$f")"
+	done
+	if [ -f /etc/apt/sources.list ]; then
+		sed -n "s/^deb \(.*\)bookworm/deb-src \1$s/p" /etc/apt/sources.list \
+			>>"$apt/etc/sources.list"
+	fi
+done
+ls "$apt/etc/sources.list.d"/*.sources >/dev/null 2>&1 || [ -s "$apt/etc/sources.list" ] ||
+	die "no Debian bookworm archive in the apt sources to derive $suites from"
+A=(-o "Dir::Etc=$apt/etc" -o "Dir::State=$apt" -o "Dir::State::Lists=$apt/lists"
+	-o "Dir::Cache=$apt" -o "Dir::Cache::Archives=$apt/archives"
+	-o "Dir::State::status=/var/lib/dpkg/status" -o "APT::Sandbox::User=root")
+log "reading the source indexes of: $suites"
+apt-get "${A[@]}" -qq update >&2 || nosource "apt-get update for $suites's sources failed"
+
+# Every haproxy 3.2.x / 3.0.x source version with its orig tarball and
+# sha256, newest first (a version seen in several suites counts once).
+cands=$(apt-cache "${A[@]}" showsrc haproxy 2>/dev/null | awk '
+	/^Version:/ {v = $2}
+	/^Checksums-Sha256:/ {c = 1; next}
+	/^[^ ]/ {c = 0}
+	c && $3 ~ /\.orig\.tar\./ {print v, $1, $3}' | grep -E '^3\.(2|0)\.' | sort -u -k1,1 | sort -rV)
+[ -n "$cands" ] || nosource "no haproxy 3.2.x or 3.0.x source package in $suites"
+work=$(mktemp -d "$cache/work.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+got=
+while read -r v sum orig; do
+	# the orig tarball is all we use: a mirror may lack the .dsc or the
+	# Debian tarball of a version whose orig it serves
+	(cd "$work" && apt-get "${A[@]}" -qq source --download-only "haproxy=$v" </dev/null >/dev/null 2>&1) || true
+	if [ -f "$work/$orig" ] && [ "$(sha256sum <"$work/$orig" | cut -d' ' -f1)" = "$sum" ]; then
+		got=$v
+		break
+	fi
+	log "haproxy $v: $orig not downloadable, trying an older one"
+	rm -f "$work"/*
+done <<<"$cands"
+[ -n "$got" ] || nosource "could not download any haproxy orig tarball from $suites"
+upstream=${got%%-*}
+log "haproxy $got (orig $orig)"
+
+out="$cache/built-$upstream-$key"
+src="$work/src"
+mkdir "$src"
+tar -C "$src" --strip-components=1 -xf "$work/$orig"
+while read -r p; do
+	case $p in "" | "#"*) continue ;; esac
+	log "applying $p"
+	patch -d "$src" -p1 -s --no-backup-if-mismatch <"$here/patches/$p" >&2 ||
+		die "patch $p does not apply to haproxy $upstream"
+done <"$here/patches/series"
+
+# pkg-config prefers NAME-uninstalled.pc: the build tree's library and the
+# source tree's header, everything else from the build's own .pc
+pc="$work/pc"
+mkdir "$pc"
+sed -e "s|^Libs:.*|Libs: -L$libdir -lktls-bridge|" -e "s|^Cflags:.*|Cflags: -I$top/ktls-bridge|" \
+	"$builddir/ktls-bridge/ktls-bridge.pc" >"$pc/ktls-bridge-uninstalled.pc"
+export PKG_CONFIG_PATH="$pc${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+pkg-config --exists ktls-bridge || die "pkg-config cannot read $pc/ktls-bridge-uninstalled.pc"
+
+log "building haproxy $upstream (USE_OPENSSL=1 USE_PCRE2=1 USE_KTLS_BRIDGE=1)"
+start=$SECONDS
+make -C "$src" -j"$(nproc | awk '{print ($1 > 2) ? 2 : $1}')" TARGET=linux-glibc \
+	USE_OPENSSL=1 USE_PCRE2=1 USE_PCRE2_JIT=1 USE_LUA= USE_SYSTEMD= USE_KTLS_BRIDGE=1 \
+	KTLS_BRIDGE_LDFLAGS="$(pkg-config --libs ktls-bridge) -Wl,-rpath,$libdir" \
+	>"$work/build.log" 2>&1 || { tail -n 40 "$work/build.log" >&2; die "building haproxy $upstream failed"; }
+"$src/haproxy" -vv >"$work/vv" 2>&1 || die "the built haproxy does not run: $(cat "$work/vv")"
+grep -q 'USE_KTLS_BRIDGE=1\|+KTLS_BRIDGE' "$work/vv" || die "haproxy $upstream was built without USE_KTLS_BRIDGE"
+
+rm -rf "$out" "$out.tmp"
+mkdir "$out.tmp"
+cp "$src/haproxy" "$out.tmp/"
+cp "$work/build.log" "$work/vv" "$out.tmp/"
+echo "$got" >"$out.tmp/version"
+mv "$out.tmp" "$out"
+log "built in $((SECONDS - start)) s: $out/haproxy"
+echo "$out/haproxy"
