@@ -10,17 +10,26 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=l
 	-keyout "$tmp/key.pem" -out "$tmp/cert.pem" -days 2 2>/dev/null
 vg=("$b/libtool" --mode=execute valgrind -q --error-exitcode=99 --leak-check=full
 	--errors-for-leak-kinds=definite)
-port=$((20000 + RANDOM % 20000))
-"${vg[@]}" "$b/apps/ktls-serve" --cert "$tmp/cert.pem" --key "$tmp/key.pem" --port $port \
+# --port 0: the kernel picks a free port and the server prints it (a port
+# picked here at random could be taken, e.g. by a connection in TIME_WAIT)
+"${vg[@]}" "$b/apps/ktls-serve" --cert "$tmp/cert.pem" --key "$tmp/key.pem" --port 0 \
 	--echo --max-conns 2 2>"$tmp/serve.err" &
 spid=$!
-for _ in $(seq 100); do
-	grep -q listening "$tmp/serve.err" && break
+port=
+for _ in $(seq 600); do
+	port=$(sed -n 's/.*listening on [0-9.]*:\([0-9]*\)$/\1/p' "$tmp/serve.err")
+	[ -n "$port" ] && break
+	kill -0 $spid 2>/dev/null || break
 	sleep 0.2
 done
-"${vg[@]}" "$b/apps/ktls-client" --tls1_2 --bytes 2M 127.0.0.1:$port 2>"$tmp/c1.err" ||
+[ -n "$port" ] || {
+	echo "valgrind-interop: ktls-serve did not listen within 120 s:" >&2
+	cat "$tmp/serve.err" >&2
+	exit 1
+}
+"${vg[@]}" "$b/apps/ktls-client" --tls1_2 --bytes 2M "127.0.0.1:$port" 2>"$tmp/c1.err" ||
 	{ cat "$tmp/c1.err"; exit 1; }
 "${vg[@]}" "$b/apps/ktls-client" --tls1_3 --bytes 2M --keyupdate-every 8 \
-	--keyupdate-requested 127.0.0.1:$port 2>"$tmp/c2.err" || { cat "$tmp/c2.err"; exit 1; }
+	--keyupdate-requested "127.0.0.1:$port" 2>"$tmp/c2.err" || { cat "$tmp/c2.err"; exit 1; }
 wait $spid || { cat "$tmp/serve.err"; exit 1; }
 echo "valgrind: ktls-serve <-> ktls-client (TLS 1.2, TLS 1.3 + KeyUpdates) clean"
