@@ -84,6 +84,14 @@ static long bridge_ctrl(BIO *b, int cmd, long larg, void *ptr)
 		c->close_flag = (int)larg;
 		return 1;
 	case BIO_CTRL_FLUSH:
+		BIO_clear_retry_flags(b);
+		if (!c->dead && ktls_io_offloaded(c, true)) {
+			int ret = ktls_tx_flush(c);
+
+			if (ret)
+				return bio_result(b, ret, true);
+		}
+		return 1;
 	case BIO_CTRL_DUP:
 		return 1;
 	case BIO_CTRL_EOF:

@@ -161,6 +161,11 @@ struct ktls_dir {
 	bool staged;		/* generation secret.gen + 1 is staged (TLS_*_NEXT) */
 	uint64_t since_ku;	/* records since the last re-key (estimate) */
 	unsigned int writes;	/* writes since the kernel's counter was read */
+	/* TX: SSL_sendfile() accounting, at BIO flushes (ktls_tx_flush) */
+	unsigned int flushes;	/* flushes since the kernel's counter was read */
+	unsigned int flush_next;	/* read it again at this many */
+	uint64_t flush_seq;	/* the counter at that reading */
+	uint64_t flush_rate;	/* most records seen per flush between readings */
 	bool no_proactive;	/* TX: the record limit passed, the kernel cannot re-key */
 	bool decided;		/* keys were offered once: kernel or userspace for good */
 	bool restage_due;	/* RX: stage the next key once data flows again */
@@ -282,6 +287,9 @@ int ktls_tx_after_handshake(struct ktls_conn *c, int nku);
  * this key reached the limit (policy keyupdate_records, else the AEAD
  * limit).  0, or -errno (retryable errors included). */
 int ktls_tx_maybe_keyupdate(struct ktls_conn *c);
+/* A BIO flush, which libssl does before each SSL_sendfile(): the same
+ * KeyUpdate at the limit for records the BIO never saw.  0 or -errno. */
+int ktls_tx_flush(struct ktls_conn *c);
 
 /* rxkey.c: the TLS 1.3 receive key chain once the kernel has RX. */
 /* A decrypted handshake record was received: count its KeyUpdates, apply

@@ -138,23 +138,14 @@ static uint64_t record_limit(const struct ktls_conn *c)
 	return AEAD_RECORD_LIMIT;
 }
 
-int ktls_tx_maybe_keyupdate(struct ktls_conn *c)
+/* Our own KeyUpdate (update_not_requested, RFC 8446 4.6.3) now: the
+ * records under this key reached the limit. */
+static int keyupdate_now(struct ktls_conn *c)
 {
-	/* KeyUpdate, update_not_requested (RFC 8446 4.6.3) */
 	static const uint8_t ku[5] = { KTLS_HS_KEY_UPDATE, 0, 0, 1, 0 };
 	struct ktls_dir *d = &c->tx;
-	uint64_t limit = record_limit(c), seq;
 	ssize_t n;
 
-	if (d->st.version != KTLS_TLS13 || !limit || d->no_proactive)
-		return 0;
-	if (d->since_ku < limit && ++d->writes < KERNEL_SEQ_EVERY)
-		return 0;
-	d->writes = 0;
-	if (kernel_tx_seq(c, &seq) == 0)
-		d->since_ku = seq;	/* the kernel's count wins over ours */
-	if (d->since_ku < limit)
-		return 0;
 	if (!ktls_probe_basic()->rekey || !d->secret.len) {
 		/* The kernel could not follow a KeyUpdate: RFC 8446 5.5 asks
 		 * for one (SHOULD), but going on beats ending the connection. */
@@ -177,4 +168,62 @@ int ktls_tx_maybe_keyupdate(struct ktls_conn *c)
 	ktls_trace("fd %d KeyUpdate sent after %llu records", c->fd,
 		   (unsigned long long)d->since_ku);
 	return ktls_tx_after_handshake(c, 1);
+}
+
+int ktls_tx_maybe_keyupdate(struct ktls_conn *c)
+{
+	struct ktls_dir *d = &c->tx;
+	uint64_t limit = record_limit(c), seq;
+
+	if (d->st.version != KTLS_TLS13 || !limit || d->no_proactive)
+		return 0;
+	if (d->since_ku < limit && ++d->writes < KERNEL_SEQ_EVERY)
+		return 0;
+	d->writes = 0;
+	if (kernel_tx_seq(c, &seq) == 0)
+		d->since_ku = seq;	/* the kernel's count wins over ours */
+	if (d->since_ku < limit)
+		return 0;
+	return keyupdate_now(c);
+}
+
+/*
+ * SSL_sendfile() records go from the file to the kernel without passing
+ * the BIO; libssl flushes the BIO before each call, so the flush is where
+ * they can be counted, from the kernel's record sequence.  Reading it on
+ * every flush would cost a syscall per SSL_sendfile(): it is read when the
+ * most records seen between two flushes so far could bring the count to
+ * half-way to the limit, at the latest every KERNEL_SEQ_EVERY flushes, and
+ * on every flush while no rate is known.
+ */
+int ktls_tx_flush(struct ktls_conn *c)
+{
+	struct ktls_dir *d = &c->tx;
+	uint64_t limit = record_limit(c), seq, grown, rate, next;
+
+	if (d->st.version != KTLS_TLS13 || !limit || d->no_proactive)
+		return 0;
+	if (++d->flushes < d->flush_next)
+		return 0;
+	if (kernel_tx_seq(c, &seq))
+		return 0;	/* no count: the writes' own check still runs */
+	/* a re-key since the last reading restarted the count at 0 */
+	grown = seq >= d->flush_seq ? seq - d->flush_seq : seq;
+	rate = (grown + d->flushes - 1) / d->flushes;
+	if (rate > d->flush_rate)
+		d->flush_rate = rate;
+	d->flushes = 0;
+	d->flush_seq = seq;
+	d->since_ku = seq;
+	if (seq >= limit) {
+		int ret = keyupdate_now(c);
+
+		if (ret)
+			return ret;
+		d->flush_seq = 0;
+		seq = 0;
+	}
+	next = d->flush_rate ? (limit - seq) / (2 * d->flush_rate) : 1;
+	d->flush_next = (unsigned int)(next < 1 ? 1 : next > KERNEL_SEQ_EVERY ? KERNEL_SEQ_EVERY : next);
+	return 0;
 }

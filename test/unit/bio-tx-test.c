@@ -8,7 +8,10 @@
  * KeyUpdate record the socket takes in two pieces.  Pre-staging
  * (TLS_TX_NEXT): the kernel switches by itself, the next key is staged,
  * staging refused later.  The bridge's own KeyUpdate at the record limit,
- * by the kernel's count, retried when the socket is full.  A data write
+ * by the kernel's count, retried when the socket is full; the same at the
+ * BIO flushes that come before SSL_sendfile(), whose records the BIO never
+ * sees, reading the kernel's count only as often as the records seen per
+ * flush require.  A data write
  * the socket takes in part.  TLS_TX_ZEROCOPY_RO by policy, and a fatal
  * alert as the connection's last record.
  */
@@ -278,6 +281,99 @@ static void case_proactive_keyupdate(void)
 	no_proactive(p_ku4, KTLS_TLS12, s0);
 }
 
+static void p_ku100(struct ktls_policy *p)
+{
+	p->keyupdate_records = 100;
+}
+
+static void p_ku_big(struct ktls_policy *p)
+{
+	p->keyupdate_records = 100000;
+}
+
+/* SSL_sendfile() records reach the kernel without passing the BIO; libssl
+ * flushes the BIO before each call.  fake.tx_seq plays the records that
+ * sendfile() sent between flushes. */
+static void case_sendfile_flush_keyupdate(void)
+{
+	uint8_t s0[32], info[KTLS_MAX_INFO];
+	const size_t isz = ktls_cipher_by_name("AES-128-GCM")->info_size;
+	uint64_t calls;
+	int a, b;
+	BIO *bio;
+
+	memset(s0, 0x66, sizeof(s0));
+	bio = tx13_bridge(&a, &b, s0, true, p_ku100);
+	calls = conn(bio)->tx.st.key_calls;
+	CHECK_EQ(BIO_flush(bio), 1);			/* no rate yet: read */
+	CHECK_EQ(conn(bio)->tx.st.key_calls, calls + 1);
+	fake.tx_seq = 30;
+	CHECK_EQ(BIO_flush(bio), 1);			/* 30 per flush: read */
+	fake.tx_seq = 60;
+	CHECK_EQ(BIO_flush(bio), 1);
+	CHECK_EQ(conn(bio)->tx.st.key_calls, calls + 3);
+	CHECK_EQ(fake.nctrl, 0);
+	CHECK_EQ(conn(bio)->tx.since_ku, 60);
+	/* the limit reached with the socket full: the flush is to be retried,
+	 * and nothing went out */
+	fake.tx_seq = 100;
+	fake.ctrl_err = EAGAIN;
+	CHECK(BIO_flush(bio) <= 0);
+	CHECK(BIO_should_retry(bio) && BIO_should_write(bio));
+	CHECK_EQ(fake.nctrl, 0);
+	CHECK_EQ(conn(bio)->tx.st.keyupdates, 0);
+	/* the retry: our KeyUpdate, and the kernel switches to the staged key */
+	fake.ctrl_err = 0;
+	CHECK_EQ(BIO_flush(bio), 1);
+	CHECK(!BIO_should_retry(bio));
+	CHECK_EQ(fake.nctrl, 1);
+	CHECK_EQ(fake.ctrl_type[0], KTLS_CT_HANDSHAKE);
+	CHECK(!memcmp(fake.ctrl_data[0], "\x18\x00\x00\x01\x00", 5));
+	CHECK_EQ(fake.switches, 1);
+	gen_info(s0, 1, info);
+	CHECK(!memcmp(fake.last_tx, info, isz));
+	CHECK_EQ(conn(bio)->tx.st.keyupdates, 1);
+	CHECK_EQ(conn(bio)->tx.st.rekeys, 1);
+	CHECK_EQ(conn(bio)->tx.since_ku, 0);
+	/* the new key counts from 0: the next limit is 100 records on */
+	fake.tx_seq = 40;
+	CHECK_EQ(BIO_flush(bio), 1);
+	CHECK_EQ(fake.nctrl, 1);
+	fake.tx_seq = 100;
+	CHECK_EQ(BIO_flush(bio), 1);
+	CHECK_EQ(fake.nctrl, 2);
+	CHECK_EQ(conn(bio)->tx.st.keyupdates, 2);
+	bridge_close(bio, a, b);
+
+	/* few records per flush (small files): the counter is read once in
+	 * KERNEL_SEQ_EVERY (64) flushes, not at each */
+	bio = tx13_bridge(&a, &b, s0, true, p_ku_big);
+	calls = conn(bio)->tx.st.key_calls;
+	CHECK_EQ(BIO_flush(bio), 1);
+	fake.tx_seq = 2;
+	CHECK_EQ(BIO_flush(bio), 1);
+	CHECK_EQ(conn(bio)->tx.st.key_calls, calls + 2);
+	for (int i = 0; i < 63; i++)
+		CHECK_EQ(BIO_flush(bio), 1);
+	CHECK_EQ(conn(bio)->tx.st.key_calls, calls + 2);
+	CHECK_EQ(BIO_flush(bio), 1);
+	CHECK_EQ(conn(bio)->tx.st.key_calls, calls + 3);
+	CHECK_EQ(fake.nctrl, 0);
+	bridge_close(bio, a, b);
+
+	/* TLS 1.2 has no KeyUpdate: a flush never asks the kernel */
+	fake_reset_rekey(true);
+	tcp_pair(&a, &b);
+	bio = bridge(a, p_ku100);
+	CHECK_EQ(offer(bio, "AES-128-GCM", KTLS_TLS12, true), 1);
+	calls = conn(bio)->tx.st.key_calls;
+	fake.tx_seq = 1000;
+	CHECK_EQ(BIO_flush(bio), 1);
+	CHECK_EQ(conn(bio)->tx.st.key_calls, calls);
+	CHECK_EQ(fake.nctrl, 0);
+	bridge_close(bio, a, b);
+}
+
 /* A data write the socket takes only in part: the BIO returns what went
  * out, counts those bytes and the records they make, and a full socket is
  * a write to retry. */
@@ -373,6 +469,7 @@ int main(void)
 	RUN(case_keyupdate);
 	RUN(case_prestage);
 	RUN(case_proactive_keyupdate);
+	RUN(case_sendfile_flush_keyupdate);
 	RUN(case_partial_data_write);
 	RUN(case_tx_zerocopy);
 	RUN(case_fatal_alert_ends);
