@@ -18,6 +18,7 @@
 #include <openssl/err.h>
 
 #include "common.h"
+#include "httpget.h"
 
 static const char *prog = "ktls-client";
 
@@ -32,6 +33,9 @@ struct client_opts {
 	enum xfer_mode mode;
 	const char *cafile, *servername;
 	const char *request;	/* sent first in recv mode */
+	const char *get;	/* --get PATH: HTTP/1.1 keep-alive requests */
+	int requests;		/* how many (--requests) */
+	struct http_get *http;
 	FILE *output;		/* received bytes go here too */
 	int timeout;
 	const char *host, *port;
@@ -50,8 +54,14 @@ static void usage(FILE *f)
 		"  --mode recv               read until the peer closes, print the sha256\n"
 		"  --request STRING          recv mode: send STRING first (\\r \\n understood),\n"
 		"                            e.g. an HTTP GET\n"
-		"  --output FILE             also write the received bytes to FILE\n"
+		"  --get PATH                recv mode over HTTP/1.1: GET PATH, keep the\n"
+		"                            connection and hash the response bodies only\n"
+		"  --requests N              --get: N requests one after the other, the\n"
+		"                            last with Connection: close (default 1)\n"
+		"  --output FILE             also write the received bytes (--get: the\n"
+		"                            bodies) to FILE\n"
 		"  --keyupdate-every R       send a TLS 1.3 KeyUpdate every R records written\n"
+		"                            (recv mode: received)\n"
 		"  --keyupdate-requested     ... asking the peer to update too\n"
 		"  --handoff                 after the handshake hand both directions to the\n"
 		"                            kernel and move the data on the socket itself\n"
@@ -111,8 +121,44 @@ static int connect_to(const char *host, const char *port)
 struct xfer {
 	uint64_t sent, recvd, kus, records;
 	EVP_MD_CTX *md_out, *md_in;
+	FILE *output;
 	const char *error;
 };
+
+/* Received data to hash (all of it, or --get's bodies). */
+static int take_in(void *arg, const uint8_t *p, size_t n)
+{
+	struct xfer *x = arg;
+
+	EVP_DigestUpdate(x->md_in, p, n);
+	if (x->output && fwrite(p, 1, n, x->output) != n) {
+		x->error = "writing --output failed";
+		return -1;
+	}
+	return 0;
+}
+
+/* The --get request being sent, if any: 1 progress, 0 none or blocked
+ * (*events set), -1 failed. */
+static int send_request(SSL *ssl, struct http_get *h, short *events, struct xfer *x)
+{
+	int n, e;
+
+	if (!h || h->req_off == h->req_len)
+		return 0;
+	n = SSL_write(ssl, h->req + h->req_off, (int)(h->req_len - h->req_off));
+	if (n > 0) {
+		h->req_off += (size_t)n;
+		return 1;
+	}
+	e = SSL_get_error(ssl, n);
+	if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+		*events |= e == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN;
+		return 0;
+	}
+	x->error = "sending the HTTP request failed";
+	return -1;
+}
 
 /* Non-blocking loop: write the stream while reading what comes back. */
 static int run(SSL *ssl, int fd, const struct client_opts *o, struct xfer *x)
@@ -128,6 +174,10 @@ static int run(SSL *ssl, int fd, const struct client_opts *o, struct xfer *x)
 		bool progress = false;
 		int n, e;
 
+		n = send_request(ssl, o->http, &events, x);
+		if (n < 0)
+			return -1;
+		progress = n > 0;
 		if (!send_done) {
 			if (!wlen) {
 				uint64_t left = o->bytes - x->sent;
@@ -171,15 +221,37 @@ static int run(SSL *ssl, int fd, const struct client_opts *o, struct xfer *x)
 		while (!recv_done) {
 			n = SSL_read(ssl, rbuf, sizeof(rbuf));
 			if (n > 0) {
-				EVP_DigestUpdate(x->md_in, rbuf, (size_t)n);
-				if (o->output && fwrite(rbuf, 1, (size_t)n, o->output) != (size_t)n) {
-					x->error = "writing --output failed";
+				if (o->http) {
+					if (http_get_feed(o->http, rbuf, (size_t)n, take_in, x)) {
+						if (!x->error)
+							x->error = o->http->error;
+						return -1;
+					}
+					recv_done = http_get_done(o->http);
+				} else if (take_in(x, rbuf, (size_t)n)) {
 					return -1;
 				}
 				x->recvd += (uint64_t)n;
 				progress = true;
 				if (o->mode == MODE_ECHO && x->recvd >= o->bytes)
 					recv_done = true;
+				/* recv mode: a KeyUpdate every R records received
+				 * (SSL_read returns one record's data at most); libssl
+				 * sends it from the next SSL_read.  None during --get's
+				 * last response: the server reads no more and closes,
+				 * and unread records would reset the connection. */
+				if (o->mode == MODE_RECV && o->keyupdate_every && !recv_done &&
+				    (!o->http || o->http->made < o->http->requests) &&
+				    ++x->records % (uint64_t)o->keyupdate_every == 0 &&
+				    SSL_version(ssl) == TLS1_3_VERSION) {
+					if (!SSL_key_update(ssl, o->keyupdate_requested ?
+							    SSL_KEY_UPDATE_REQUESTED :
+							    SSL_KEY_UPDATE_NOT_REQUESTED)) {
+						x->error = "SSL_key_update failed";
+						return -1;
+					}
+					x->kus++;
+				}
 				continue;
 			}
 			e = SSL_get_error(ssl, n);
@@ -190,6 +262,10 @@ static int run(SSL *ssl, int fd, const struct client_opts *o, struct xfer *x)
 			} else if (o->mode == MODE_RECV &&
 				   (e == SSL_ERROR_ZERO_RETURN ||
 				    (e == SSL_ERROR_SYSCALL && !ERR_peek_error()))) {
+				if (o->http && !http_get_done(o->http)) {
+					x->error = "the server closed before the last response";
+					return -1;
+				}
 				recv_done = true;
 			} else {
 				x->error = e == SSL_ERROR_ZERO_RETURN ?
@@ -335,6 +411,8 @@ int main(int argc, char **argv)
 		{ "mode", required_argument, NULL, 'm' },
 		{ "cafile", required_argument, NULL, 'C' },
 		{ "request", required_argument, NULL, 'R' },
+		{ "get", required_argument, NULL, 'g' },
+		{ "requests", required_argument, NULL, 'N' },
 		{ "output", required_argument, NULL, 'o' },
 		{ "servername", required_argument, NULL, 'S' },
 		{ "timeout", required_argument, NULL, 't' },
@@ -343,8 +421,9 @@ int main(int argc, char **argv)
 		APP_LONG_OPTS,
 		{ 0 },
 	};
-	struct client_opts o = { .bytes = 1 << 20, .timeout = 60 };
+	struct client_opts o = { .bytes = 1 << 20, .timeout = 60, .requests = 1 };
 	struct xfer x = { 0 };
+	struct http_get http;
 	char out_hex[65] = "", in_hex[65] = "", diag[64], kopts[80] = "null", *colon, *end;
 	SSL_CTX *ctx;
 	SSL *ssl;
@@ -386,6 +465,15 @@ int main(int argc, char **argv)
 			break;
 		case 'C': o.cafile = optarg; break;
 		case 'R': o.request = unescape(optarg); break;
+		case 'g': o.get = optarg; break;
+		case 'N':
+			o.requests = (int)strtol(optarg, &end, 10);
+			if (*end || o.requests < 1 || o.requests > 1000000) {
+				fprintf(stderr, "%s: --requests %s: need a count from 1 to 1000000\n",
+					prog, optarg);
+				return 2;
+			}
+			break;
 		case 'o':
 			o.output = fopen(optarg, "wb");
 			if (!o.output) {
@@ -408,6 +496,18 @@ int main(int argc, char **argv)
 	*colon = 0;
 	o.host = argv[optind];
 	o.port = colon + 1;
+	if (o.get && (o.mode != MODE_RECV || o.request || o.handoff)) {
+		fprintf(stderr, "%s: --get needs --mode recv, and neither --request nor --handoff\n",
+			prog);
+		return 2;
+	}
+	if (o.get && http_get_init(&http, o.get, o.servername ? o.servername : o.host,
+				   o.requests)) {
+		fprintf(stderr, "%s: --get %s: %s\n", prog, o.get, http.error);
+		return 2;
+	}
+	if (o.get)
+		o.http = &http;
 	if (app_load_config(prog))
 		return 3;
 	signal(SIGPIPE, SIG_IGN);
@@ -443,6 +543,7 @@ int main(int argc, char **argv)
 			app_ssl_errors(prog, "sending --request");
 		return 2;
 	}
+	x.output = o.output;
 	x.md_out = EVP_MD_CTX_new();
 	x.md_in = EVP_MD_CTX_new();
 	if (!x.md_out || !x.md_in || !EVP_DigestInit_ex(x.md_out, EVP_sha256(), NULL) ||
@@ -496,6 +597,12 @@ int main(int argc, char **argv)
 	app_sha256_hex(x.md_out, out_hex);
 	app_sha256_hex(x.md_in, in_hex);
 	match = o.mode != MODE_ECHO || (x.sent == x.recvd && !strcmp(out_hex, in_hex));
+	if (!rc && o.http && o.http->ok != o.http->answered) {
+		fprintf(stderr, "%s: %d of %d responses were not \"200\"\n", prog,
+			o.http->answered - o.http->ok, o.http->answered);
+		x.error = "HTTP status not 200";
+		rc = 1;
+	}
 	if (!rc && !match) {
 		fprintf(stderr, "%s: echo mismatch: sent %llu bytes sha256 %s, received %llu sha256 %s\n",
 			prog, (unsigned long long)x.sent, out_hex, (unsigned long long)x.recvd, in_hex);
@@ -505,11 +612,14 @@ int main(int argc, char **argv)
 		printf("{\"ok\":%s,\"error\":\"%s\",\"protocol\":\"%s\",\"cipher\":\"%s\","
 		       "\"bytes_sent\":%llu,\"bytes_received\":%llu,\"sha256_sent\":\"%s\","
 		       "\"sha256_received\":\"%s\",\"keyupdates_sent\":%llu,\"handoff\":%s,"
+		       "\"responses\":%d,\"responses_200\":%d,\"body_bytes\":%llu,"
 		       "\"kernel_conf\":%s,\"kernel_opts\":%s,\"openssl\":\"%s\",\"status\":%s}\n",
 		       rc ? "false" : "true", rc ? (x.error ? x.error : "hash mismatch") : "",
 		       SSL_get_version(ssl), SSL_get_cipher_name(ssl),
 		       (unsigned long long)x.sent, (unsigned long long)x.recvd, out_hex, in_hex,
-		       (unsigned long long)x.kus, handed_off ? "true" : "false", diag,
+		       (unsigned long long)x.kus, handed_off ? "true" : "false",
+		       o.http ? o.http->answered : 0, o.http ? o.http->ok : 0,
+		       (unsigned long long)(o.http ? o.http->body_bytes : 0), diag,
 		       kopts, OpenSSL_version(OPENSSL_VERSION), app_status_json(ssl));
 	} else {
 		fprintf(stderr, "%s: %s %s: sent %llu bytes (sha256 %s), received %llu (sha256 %s), "

@@ -287,6 +287,99 @@ def test_static_file_without_kernel_tx(certs, fallback_only, tmp_path):
     assert first["sendfile"] is False and first["bytes"] == len(body)
 
 
+def keepalive_server(certs, bodies, close_after=None):
+    """A Python HTTPS server for one connection: answers each GET with the
+    next of bodies (None: 404) on a keep-alive connection, until the
+    client asks to close or close_after responses were sent; returns
+    (port, thread, requests) where requests collects the request heads."""
+    import socket
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(*certs)
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(1)
+    requests = []
+
+    def serve():
+        raw, _ = ls.accept()
+        with ctx.wrap_socket(raw, server_side=True) as s:
+            buf = b""
+            for body in bodies:
+                while b"\r\n\r\n" not in buf:
+                    more = s.recv(65536)
+                    if not more:
+                        return
+                    buf += more
+                head, _, buf = buf.partition(b"\r\n\r\n")
+                requests.append(head.decode())
+                if body is None:
+                    s.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 3\r\n\r\nno\n")
+                else:
+                    s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body)
+                              + body)
+                if "Connection: close" in head.decode() or len(requests) == close_after:
+                    break
+            if close_after is None:
+                s.unwrap()      # close_notify both ways: a clean end
+        ls.close()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    return ls.getsockname()[1], t, requests
+
+
+def test_client_http_keepalive_get(certs, fallback_only, tmp_path):
+    """ktls-client --get PATH --requests N: N GETs on one keep-alive
+    connection, the last asking to close; the bodies (not the headers) are
+    hashed and written to --output; KeyUpdates every R records received
+    (none during the last response)."""
+    from hashlib import sha256
+    bodies = [os.urandom(n) for n in (300000, 1, 200000)]
+    port, t, reqs = keepalive_server(certs, bodies)
+    out = tmp_path / "bodies"
+    r = subprocess.run([app("ktls-client"), "--json", "--mode", "recv", "--get", "/f",
+                        "--requests", "3", "--keyupdate-every", "4", "--tls1_3",
+                        "--output", str(out), "127.0.0.1:%d" % port],
+                       capture_output=True, text=True, timeout=60)
+    t.join(30)
+    assert r.returncode == 0, r.stdout + r.stderr
+    c = json.loads(r.stdout)
+    want = b"".join(bodies)
+    assert c["ok"] and c["responses"] == c["responses_200"] == 3, c
+    assert c["body_bytes"] == len(want) and c["sha256_received"] == sha256(want).hexdigest()
+    assert out.read_bytes() == want
+    assert [q.split("\r\n")[0] for q in reqs] == ["GET /f HTTP/1.1"] * 3, reqs
+    assert ["Connection: keep-alive" in q for q in reqs] == [True, True, False], reqs
+    assert "Connection: close" in reqs[2]
+    # 300000 bytes are at least 18 records: a KeyUpdate after every 4th
+    assert c["keyupdates_sent"] >= 4, c
+
+
+def test_client_http_get_failures(certs, fallback_only):
+    """A status other than 200, or a server that closes before the last
+    response: exit 1 and the reason."""
+    port, t, _ = keepalive_server(certs, [b"x", None])
+    r = subprocess.run([app("ktls-client"), "--json", "--mode", "recv", "--get", "/f",
+                        "--requests", "2", "127.0.0.1:%d" % port],
+                       capture_output=True, text=True, timeout=60)
+    t.join(30)
+    c = json.loads(r.stdout)
+    assert r.returncode == 1 and not c["ok"] and c["error"] == "HTTP status not 200", r.stdout
+    assert c["responses"] == 2 and c["responses_200"] == 1, c
+    port, t, _ = keepalive_server(certs, [b"x", b"y", b"z"], close_after=1)
+    r = subprocess.run([app("ktls-client"), "--json", "--mode", "recv", "--get", "/f",
+                        "--requests", "3", "127.0.0.1:%d" % port],
+                       capture_output=True, text=True, timeout=60)
+    t.join(30)
+    c = json.loads(r.stdout)
+    assert r.returncode == 1 and c["responses"] == 1, r.stdout + r.stderr
+    assert c["error"] in ("the server closed before the last response", "SSL_read failed"), c
+    r = subprocess.run([app("ktls-client"), "--get", "/f", "127.0.0.1:1"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "--get needs --mode recv" in r.stderr
+
+
 def test_bad_invocations(certs, tmp_path):
     r = subprocess.run([app("ktls-client"), "nohostport"], capture_output=True, text=True)
     assert r.returncode == 2 and "HOST:PORT" in r.stderr
