@@ -138,6 +138,20 @@ static int take_in(void *arg, const uint8_t *p, size_t n)
 	return 0;
 }
 
+/* A TLS 1.3 KeyUpdate (none on TLS 1.2): 0, or -1 with x->error. */
+static int keyupdate(SSL *ssl, const struct client_opts *o, struct xfer *x)
+{
+	if (SSL_version(ssl) != TLS1_3_VERSION)
+		return 0;
+	if (!SSL_key_update(ssl, o->keyupdate_requested ? SSL_KEY_UPDATE_REQUESTED :
+							  SSL_KEY_UPDATE_NOT_REQUESTED)) {
+		x->error = "SSL_key_update failed";
+		return -1;
+	}
+	x->kus++;
+	return 0;
+}
+
 /* The --get request being sent, if any: 1 progress, 0 none or blocked
  * (*events set), -1 failed. */
 static int send_request(SSL *ssl, struct http_get *h, short *events, struct xfer *x)
@@ -197,15 +211,8 @@ static int run(SSL *ssl, int fd, const struct client_opts *o, struct xfer *x)
 				/* none after the last record: it would race the close */
 				if (o->keyupdate_every && !send_done &&
 				    x->records % (uint64_t)o->keyupdate_every == 0 &&
-				    SSL_version(ssl) == TLS1_3_VERSION) {
-					if (!SSL_key_update(ssl, o->keyupdate_requested ?
-							    SSL_KEY_UPDATE_REQUESTED :
-							    SSL_KEY_UPDATE_NOT_REQUESTED)) {
-						x->error = "SSL_key_update failed";
-						return -1;
-					}
-					x->kus++;
-				}
+				    keyupdate(ssl, o, x))
+					return -1;
 			} else {
 				e = SSL_get_error(ssl, n);
 				if (e == SSL_ERROR_WANT_WRITE)
@@ -243,15 +250,8 @@ static int run(SSL *ssl, int fd, const struct client_opts *o, struct xfer *x)
 				if (o->mode == MODE_RECV && o->keyupdate_every && !recv_done &&
 				    (!o->http || o->http->made < o->http->requests) &&
 				    ++x->records % (uint64_t)o->keyupdate_every == 0 &&
-				    SSL_version(ssl) == TLS1_3_VERSION) {
-					if (!SSL_key_update(ssl, o->keyupdate_requested ?
-							    SSL_KEY_UPDATE_REQUESTED :
-							    SSL_KEY_UPDATE_NOT_REQUESTED)) {
-						x->error = "SSL_key_update failed";
-						return -1;
-					}
-					x->kus++;
-				}
+				    keyupdate(ssl, o, x))
+					return -1;
 				continue;
 			}
 			e = SSL_get_error(ssl, n);
