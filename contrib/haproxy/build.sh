@@ -5,10 +5,10 @@
 #
 # The source package comes from the newest Debian suite that has a 3.2.x or
 # 3.0.x one and whose orig tarball the archive still serves (forky, then
-# trixie), through a private apt state in the cache: the system's apt
-# configuration is not touched, nothing is installed from those suites, and
-# the archive addresses are the system's own with the suite changed (as
-# scripts/openssl-next.sh does).  Only the upstream (orig) tarball is used,
+# trixie), through a private apt state in the cache (scripts/private-apt.sh):
+# the system's apt configuration is not touched, nothing is installed from
+# those suites, and the archive addresses are the system's own with the
+# suite changed.  Only the upstream (orig) tarball is used,
 # with contrib/haproxy/patches/ applied in the order of their series file.
 # HAProxy is built against this system's OpenSSL 3.0 (libssl-dev) and PCRE2,
 # without Lua or systemd, and linked with the libktls-bridge of a build
@@ -36,6 +36,8 @@ suites=${KTLS_HAPROXY_SUITES:-forky trixie}
 log() { echo "build.sh (haproxy): $*" >&2; }
 die() { log "error: $*"; exit 2; }
 nosource() { log "error: $*"; exit 3; }
+. "$top/scripts/private-apt.sh"
+. "$top/contrib/build-lib.sh"
 
 print_only=0
 case ${1:-} in
@@ -53,9 +55,8 @@ libdir=$builddir/ktls-bridge/.libs
 
 # The key of a build: the patches and the library it links (build dir and
 # API header).  The source version joins it once known (below).
-patch_hash=$(cd "$here/patches" && { cat series; grep -v '^#' series | while read -r p; do
-	[ -z "$p" ] || cat "$p"; done; } | sha256sum | cut -c1-12)
-lib_hash=$(printf '%s\n' "$builddir" | cat - "$top/ktls-bridge/ktls-bridge.h" | sha256sum | cut -c1-12)
+patch_hash=$(series_hash "$here/patches")
+lib_hash=$(lib_hash "$builddir" "$top")
 key="$patch_hash-$lib_hash"
 
 cached() {
@@ -95,54 +96,17 @@ if [ ${#need[@]} -gt 0 ]; then
 		die "apt-get install ${need[*]} failed"
 fi
 
-# A private apt state with deb-src lines for $suites, made from the system's
-# own Debian bookworm archive entries (one-line and deb822 formats).
-apt="$cache/apt"
-rm -rf "$apt"
-mkdir -p "$apt/etc/sources.list.d" "$apt/etc/preferences.d" "$apt/etc/apt.conf.d" \
-	"$apt/lists/partial" "$apt/archives/partial"
-for s in $suites; do
-	for f in /etc/apt/sources.list.d/*.sources; do
-		if [ ! -f "$f" ] || ! grep -q bookworm "$f"; then continue; fi
-		sed -e 's/^Types:.*/Types: deb-src/' -e "s/bookworm/$s/g" "$f" \
-			>"$apt/etc/sources.list.d/$s-$(basename "$f")"
-	done
-	if [ -f /etc/apt/sources.list ]; then
-		sed -n "s/^deb \(.*\)bookworm/deb-src \1$s/p" /etc/apt/sources.list \
-			>>"$apt/etc/sources.list"
-	fi
-done
-ls "$apt/etc/sources.list.d"/*.sources >/dev/null 2>&1 || [ -s "$apt/etc/sources.list" ] ||
-	die "no Debian bookworm archive in the apt sources to derive $suites from"
-A=(-o "Dir::Etc=$apt/etc" -o "Dir::State=$apt" -o "Dir::State::Lists=$apt/lists"
-	-o "Dir::Cache=$apt" -o "Dir::Cache::Archives=$apt/archives"
-	-o "Dir::State::status=/var/lib/dpkg/status" -o "APT::Sandbox::User=root")
+private_apt_init "$cache/apt" deb-src $suites || die "no apt sources"
 log "reading the source indexes of: $suites"
-apt-get "${A[@]}" -qq update >&2 || nosource "apt-get update for $suites's sources failed"
-
-# Every haproxy 3.2.x / 3.0.x source version with its orig tarball and
-# sha256, newest first (a version seen in several suites counts once).
-cands=$(apt-cache "${A[@]}" showsrc haproxy 2>/dev/null | awk '
-	/^Version:/ {v = $2}
-	/^Checksums-Sha256:/ {c = 1; next}
-	/^[^ ]/ {c = 0}
-	c && $3 ~ /\.orig\.tar\./ {print v, $1, $3}' | grep -E '^3\.(2|0)\.' | sort -u -k1,1 | sort -rV)
+apt-get "${PRIVATE_APT[@]}" -qq update >&2 || nosource "apt-get update for $suites's sources failed"
+# every haproxy 3.2.x / 3.0.x source version, newest first
+cands=$(private_apt_orig haproxy '3\.(2|0)\.')
 [ -n "$cands" ] || nosource "no haproxy 3.2.x or 3.0.x source package in $suites"
 work=$(mktemp -d "$cache/work.XXXXXX")
 trap 'rm -rf "$work"' EXIT
-got=
-while read -r v sum orig; do
-	# the orig tarball is all we use: a mirror may lack the .dsc or the
-	# Debian tarball of a version whose orig it serves
-	(cd "$work" && apt-get "${A[@]}" -qq source --download-only "haproxy=$v" </dev/null >/dev/null 2>&1) || true
-	if [ -f "$work/$orig" ] && [ "$(sha256sum <"$work/$orig" | cut -d' ' -f1)" = "$sum" ]; then
-		got=$v
-		break
-	fi
-	log "haproxy $v: $orig not downloadable, trying an older one"
-	rm -f "$work"/*
-done <<<"$cands"
-[ -n "$got" ] || nosource "could not download any haproxy orig tarball from $suites"
+got=$(private_apt_fetch_orig "$work" haproxy "$cands") ||
+	nosource "could not download any haproxy orig tarball from $suites"
+read -r got orig <<<"$got"
 upstream=${got%%-*}
 log "haproxy $got (orig $orig)"
 
@@ -150,21 +114,9 @@ out="$cache/built-$upstream-$key"
 src="$work/src"
 mkdir "$src"
 tar -C "$src" --strip-components=1 -xf "$work/$orig"
-while read -r p; do
-	case $p in "" | "#"*) continue ;; esac
-	log "applying $p"
-	patch -d "$src" -p1 -s --no-backup-if-mismatch <"$here/patches/$p" >&2 ||
-		die "patch $p does not apply to haproxy $upstream"
-done <"$here/patches/series"
+apply_series "$here/patches" "$src" "haproxy $upstream"
 
-# pkg-config prefers NAME-uninstalled.pc: the build tree's library and the
-# source tree's header, everything else from the build's own .pc
-pc="$work/pc"
-mkdir "$pc"
-sed -e "s|^Libs:.*|Libs: -L$libdir -lktls-bridge|" -e "s|^Cflags:.*|Cflags: -I$top/ktls-bridge|" \
-	"$builddir/ktls-bridge/ktls-bridge.pc" >"$pc/ktls-bridge-uninstalled.pc"
-export PKG_CONFIG_PATH="$pc${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
-pkg-config --exists ktls-bridge || die "pkg-config cannot read $pc/ktls-bridge-uninstalled.pc"
+bridge_pkg_config "$work" "$builddir" "$top"
 
 log "building haproxy $upstream (USE_OPENSSL=1 USE_PCRE2=1 USE_KTLS_BRIDGE=1)"
 start=$SECONDS
