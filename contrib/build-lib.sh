@@ -37,3 +37,54 @@ bridge_pkg_config() {
 	export PKG_CONFIG_PATH="$pc${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
 	pkg-config --exists ktls-bridge || die "pkg-config cannot read $pc/ktls-bridge-uninstalled.pc"
 }
+
+# need_tools CMD...: each must be on PATH
+need_tools() {
+	local t
+	for t in "$@"; do
+		command -v "$t" >/dev/null || die "$t is missing"
+	done
+}
+
+# need_packages PKG...: Debian packages to have; installed with apt-get when
+# missing and run as root
+need_packages() {
+	local pkg need=()
+	for pkg in "$@"; do
+		dpkg-query -W -f '${Status}\n' "$pkg" 2>/dev/null | grep -q 'install ok installed' ||
+			need+=("$pkg")
+	done
+	[ ${#need[@]} -gt 0 ] || return 0
+	[ "$(id -u)" = 0 ] || die "missing packages: ${need[*]} (apt-get install them)"
+	log "installing ${need[*]}"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >&2 ||
+		die "apt-get install ${need[*]} failed"
+}
+
+# fetch_source APTDIR WORK PKG FILTER SUITE...: the newest orig tarball of
+# PKG whose upstream version matches FILTER (grep -E) that the archive
+# serves, from SUITEs, into WORK (scripts/private-apt.sh); sets SRC_VERSION
+# (Debian's) and SRC_ORIG (the file name).  Calls nosource (exit 3) when
+# the archive cannot be read or has none.
+fetch_source() {
+	local aptdir=$1 work=$2 pkg=$3 filter=$4 cands got
+	shift 4
+	private_apt_init "$aptdir" deb-src "$@" || die "no apt sources"
+	log "reading the source indexes of: $*"
+	apt-get "${PRIVATE_APT[@]}" -qq update >&2 || nosource "apt-get update for $*'s sources failed"
+	cands=$(private_apt_orig "$pkg" "$filter")
+	[ -n "$cands" ] || nosource "no $pkg source package matching $filter in $*"
+	got=$(private_apt_fetch_orig "$work" "$pkg" "$cands") ||
+		nosource "could not download any $pkg orig tarball from $*"
+	read -r SRC_VERSION SRC_ORIG <<<"$got"
+}
+
+# built_tree BUILDDIR: BUILDDIR's absolute path, if it holds a built
+# libktls-bridge (else die)
+built_tree() {
+	[ -f "$1/ktls-bridge/ktls-bridge.pc" ] ||
+		die "$1 is not a built tree (no ktls-bridge/ktls-bridge.pc): run scripts/build.sh"
+	[ -e "$1/ktls-bridge/.libs/libktls-bridge.so" ] ||
+		die "$1/ktls-bridge/.libs/libktls-bridge.so is missing: run scripts/build.sh"
+	(cd "$1" && pwd)
+}

@@ -47,11 +47,8 @@ case ${1:-} in
 *) die "unknown argument: $1" ;;
 esac
 
-[ -f "$builddir/ktls-bridge/ktls-bridge.pc" ] ||
-	die "$builddir is not a built tree (no ktls-bridge/ktls-bridge.pc): run scripts/build.sh"
-builddir=$(cd "$builddir" && pwd)
+builddir=$(built_tree "$builddir")
 libdir=$builddir/ktls-bridge/.libs
-[ -e "$libdir/libktls-bridge.so" ] || die "$libdir/libktls-bridge.so is missing: run scripts/build.sh"
 
 # The key of a build: the patches and the library it links (build dir and
 # API header).  The source version joins it once known (below).
@@ -81,32 +78,13 @@ if p=$(cached); then
 	exit 0
 fi
 
-for t in apt-get apt-cache make gcc patch pkg-config sha256sum flock tar; do
-	command -v "$t" >/dev/null || die "$t is missing"
-done
-need=()
-for pkg in libssl-dev libpcre2-dev; do
-	dpkg-query -W -f '${Status}\n' "$pkg" 2>/dev/null | grep -q 'install ok installed' ||
-		need+=("$pkg")
-done
-if [ ${#need[@]} -gt 0 ]; then
-	[ "$(id -u)" = 0 ] || die "missing packages: ${need[*]} (apt-get install them)"
-	log "installing ${need[*]}"
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >&2 ||
-		die "apt-get install ${need[*]} failed"
-fi
-
-private_apt_init "$cache/apt" deb-src $suites || die "no apt sources"
-log "reading the source indexes of: $suites"
-apt-get "${PRIVATE_APT[@]}" -qq update >&2 || nosource "apt-get update for $suites's sources failed"
-# every haproxy 3.2.x / 3.0.x source version, newest first
-cands=$(private_apt_orig haproxy '3\.(2|0)\.')
-[ -n "$cands" ] || nosource "no haproxy 3.2.x or 3.0.x source package in $suites"
+need_tools apt-get apt-cache make gcc patch pkg-config sha256sum flock tar
+need_packages libssl-dev libpcre2-dev
 work=$(mktemp -d "$cache/work.XXXXXX")
 trap 'rm -rf "$work"' EXIT
-got=$(private_apt_fetch_orig "$work" haproxy "$cands") ||
-	nosource "could not download any haproxy orig tarball from $suites"
-read -r got orig <<<"$got"
+# the newest haproxy 3.2.x or 3.0.x
+fetch_source "$cache/apt" "$work" haproxy '3\.(2|0)\.' $suites
+got=$SRC_VERSION orig=$SRC_ORIG
 upstream=${got%%-*}
 log "haproxy $got (orig $orig)"
 
