@@ -56,8 +56,10 @@ int ktls_key_unstage(struct ktls_conn *c, bool tx)
 
 int ktls_key_staged_consumed(struct ktls_conn *c, bool tx)
 {
+	const struct ktls_dir *d = tx ? &c->tx : &c->rx;
 	unsigned char info[KTLS_MAX_INFO];
-	socklen_t len = sizeof(info);
+	/* the kernel answers only a buffer of the cipher's exact size */
+	socklen_t len = d->st.cipher ? (socklen_t)d->st.cipher->info_size : sizeof(info);
 	int ret;
 
 	ret = ktls_sys->getsockopt(c->fd, SOL_TLS, tx ? TLS_TX_NEXT : TLS_RX_NEXT, info, &len);

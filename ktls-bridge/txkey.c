@@ -106,14 +106,18 @@ int ktls_tx_after_handshake(struct ktls_conn *c, int nku)
 	return 0;
 }
 
-/* The kernel's count of records sent under the current TX key. */
+/* The kernel's count of records sent under the current TX key.  The
+ * kernel answers only a buffer of the cipher's exact struct size. */
 static int kernel_tx_seq(struct ktls_conn *c, uint64_t *seq)
 {
 	unsigned char info[KTLS_MAX_INFO];
-	socklen_t len = sizeof(info);
+	socklen_t len;
 	struct ktls_keyblock kb;
 	int ret = 0;
 
+	if (!c->tx.st.cipher)
+		return -EINVAL;
+	len = (socklen_t)c->tx.st.cipher->info_size;
 	c->tx.st.key_calls++;
 	if (ktls_sys->getsockopt(c->fd, SOL_TLS, TLS_TX, info, &len) < 0)
 		ret = -errno;

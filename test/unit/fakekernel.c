@@ -168,7 +168,8 @@ static ssize_t fake_recvmsg(int fd, struct msghdr *msg, int flags)
 }
 
 /* TLS_TX, TLS_TX_NEXT and TLS_RX_NEXT read back, as AES-128-GCM structs
- * (the only cipher the tests re-key with); TLS_TX carries tx_seq. */
+ * (the only cipher the tests re-key with); TLS_TX carries tx_seq.  As the
+ * kernel does, only into a buffer of the struct's exact size. */
 static int fake_getsockopt(int fd, int level, int name, void *val, socklen_t *len)
 {
 	const struct ktls_cipher *c = ktls_cipher_by_name("AES-128-GCM");
@@ -178,7 +179,7 @@ static int fake_getsockopt(int fd, int level, int name, void *val, socklen_t *le
 	if ((name == TLS_TX_NEXT && !fake.staged) || (name == TLS_RX_NEXT && !fake.staged_rx))
 		return fail(ENOENT);
 	if ((name != TLS_TX && name != TLS_TX_NEXT && name != TLS_RX_NEXT) ||
-	    *len < c->info_size)
+	    *len != c->info_size)
 		return fail(EINVAL);
 	memcpy(val, name == TLS_TX ? fake.last_tx : name == TLS_TX_NEXT ? fake.staged_tx :
 		    fake.staged_rx_info, c->info_size);
