@@ -198,7 +198,10 @@ int ktls_tx_maybe_keyupdate(struct ktls_conn *c)
  * every flush would cost a syscall per SSL_sendfile(): it is read when the
  * most records seen between two flushes so far could bring the count to
  * half-way to the limit, at the latest every KERNEL_SEQ_EVERY flushes, and
- * on every flush while no rate is known.
+ * on every flush while no rate is known.  The first reading is only a
+ * base: what came before it (handshake, headers) says nothing about what
+ * one SSL_sendfile() sends.  The flush comes before the call, so one
+ * call's records can pass the limit before the KeyUpdate goes out.
  */
 int ktls_tx_flush(struct ktls_conn *c)
 {
@@ -214,8 +217,9 @@ int ktls_tx_flush(struct ktls_conn *c)
 	/* a re-key since the last reading restarted the count at 0 */
 	grown = seq >= d->flush_seq ? seq - d->flush_seq : seq;
 	rate = (grown + d->flushes - 1) / d->flushes;
-	if (rate > d->flush_rate)
+	if (d->flush_based && rate > d->flush_rate)
 		d->flush_rate = rate;
+	d->flush_based = true;
 	d->flushes = 0;
 	d->flush_seq = seq;
 	d->since_ku = seq;

@@ -305,8 +305,10 @@ static void case_sendfile_flush_keyupdate(void)
 	memset(s0, 0x66, sizeof(s0));
 	bio = tx13_bridge(&a, &b, s0, true, p_ku100);
 	calls = conn(bio)->tx.st.key_calls;
+	fake.tx_seq = 3;	/* handshake and headers, before any sendfile */
 	CHECK_EQ(BIO_flush(bio), 1);			/* no rate yet: read */
 	CHECK_EQ(conn(bio)->tx.st.key_calls, calls + 1);
+	CHECK_EQ(conn(bio)->tx.flush_rate, 0);	/* a base, not a rate */
 	fake.tx_seq = 30;
 	CHECK_EQ(BIO_flush(bio), 1);			/* 30 per flush: read */
 	fake.tx_seq = 60;
