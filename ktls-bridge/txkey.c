@@ -198,10 +198,13 @@ int ktls_tx_maybe_keyupdate(struct ktls_conn *c)
  * every flush would cost a syscall per SSL_sendfile(): it is read when the
  * most records seen between two flushes so far could bring the count to
  * half-way to the limit, at the latest every KERNEL_SEQ_EVERY flushes, and
- * on every flush while no rate is known.  The first reading is only a
- * base: what came before it (handshake, headers) says nothing about what
- * one SSL_sendfile() sends.  The flush comes before the call, so one
- * call's records can pass the limit before the KeyUpdate goes out.
+ * on every flush while no rate is known.  libssl also flushes at the
+ * end of each handshake flight (the tickets after the handshake, a
+ * KeyUpdate), with SSL_in_init() true: those flushes say nothing about
+ * SSL_sendfile() and are not counted.  The first counted reading is only
+ * a base: what came before it (handshake, headers) says nothing about
+ * what one call sends.  The flush comes before the call, so one call's
+ * records can pass the limit before the KeyUpdate goes out.
  */
 int ktls_tx_flush(struct ktls_conn *c)
 {
@@ -209,6 +212,8 @@ int ktls_tx_flush(struct ktls_conn *c)
 	uint64_t limit = record_limit(c), seq, grown, rate, next;
 
 	if (d->st.version != KTLS_TLS13 || !limit || d->no_proactive)
+		return 0;
+	if (c->ssl && SSL_in_init(c->ssl))
 		return 0;
 	if (++d->flushes < d->flush_next)
 		return 0;
