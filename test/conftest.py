@@ -48,6 +48,8 @@ SKIP_ALLOWED = {
     "kasan": "the KASAN + kmemleak run is opt-in (KTLS_KASAN=1): it takes minutes",
     "haproxy": "the HAProxy tests are opt-in (KTLS_HAPROXY=1): building HAProxy from "
                "Debian's source package takes about 6 minutes on two cores",
+    "nginx": "the nginx tests are opt-in (KTLS_NGINX=1): building stock and bridge-linked "
+             "nginx from Debian's source package takes about 2 minutes each on two cores",
     "host-has-ktls": "this host's kernel has kTLS, so the host tests of the userspace "
                      "fallback and its reasons do not apply (the VM tests cover kTLS)",
 }
