@@ -20,6 +20,11 @@ when it reads the next request: through the bridge the kernel moves to the
 next key; stock nginx on OpenSSL 3.0 sends its KeyUpdate and keeps
 encrypting with the old key, and the client fails (shown in the same run).
 
+On Debian's 6.1, which cannot re-key: TLS 1.2 both ways in the kernel;
+TLS 1.3 stays in userspace with the reason in $ssl_ktls (tls13-no-rekey),
+and the same KeyUpdate requests that stock nginx (its TLS 1.3 key in a
+kernel that cannot move it) fails on arrive byte for byte.
+
 contrib/nginx/build.sh builds both nginx binaries (cached) from Debian's
 nginx source package.  Opt-in: KTLS_NGINX=1 (the first builds take about
 2 minutes each); without access to Debian's archive the module is skipped.
@@ -160,6 +165,10 @@ get sni ngx 8443 4 --tls1_3 --servername b.test --get /f4
 # KeyUpdates mid-download, four responses on one connection: ours, stock
 get ku ngx 8443 8 --tls1_3 --get /f4 --requests 4 --keyupdate-every __EVERY__ --keyupdate-requested
 get kustock stock 8444 2 --tls1_3 --get /f4 --requests 4 --keyupdate-every __EVERY__ --keyupdate-requested
+if [ __FULL__ != 1 ]; then
+    for d in ngx stock; do kill $(cat $d/logs/nginx.pid) || true; done
+    exit 0
+fi
 # the bridge's own KeyUpdates on sendfile's records (keyupdate_records)
 mkdir -p ku/logs
 mkconf ku ours 8445
@@ -237,17 +246,15 @@ def nginx_bins():
     return bins
 
 
-@pytest.fixture(scope="module")
-def guest(nginx_bins, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("nginx")
+def boot(nginx_bins, tmp, kernel, full):
     ours, stock = nginx_bins
     libs = str(tmp / "ngxlib")
     copied = guest_libs(ours, libs) + guest_libs(stock, libs)
     print("\n[vm_nginx] %s and %s; libraries put in the guest: %s"
           % (ours, stock, sorted(set(copied))))
     script = GUEST.replace("__MIB__", str(MIB)).replace("__KU__", str(KU_RECORDS)) \
-        .replace("__EVERY__", str(KU_EVERY))
-    r = run_guest_script(tmp, script, KERNEL, timeout=1500,
+        .replace("__EVERY__", str(KU_EVERY)).replace("__FULL__", "1" if full else "0")
+    r = run_guest_script(tmp, script, kernel, timeout=1500,
                          puts=[(ours, "/root/nginx"), (stock, "/root/nginx-stock"),
                                (libs, "/root/ngxlib")])
     assert r[0] == 0, r.stdout + r.stderr
@@ -256,6 +263,18 @@ def guest(nginx_bins, tmp_path_factory):
         if line.startswith(("NGINX", "NGXT", "NGXERR", "ERR", "log "))))
     return tagged_lines(r.stdout, json_kinds=("STAT", "CLIENT", "FILE", "UNIX", "GNUTLS"),
                         text_kinds=("LOG", "NGINX", "NGXERR"))
+
+
+@pytest.fixture(scope="module")
+def guest(nginx_bins, tmp_path_factory):
+    """Everything, on our patched 6.12."""
+    return boot(nginx_bins, tmp_path_factory.mktemp("nginx"), KERNEL, True)
+
+
+@pytest.fixture(scope="module")
+def guest61(nginx_bins, tmp_path_factory):
+    """Debian's 6.1, which cannot re-key: up to the KeyUpdate cases."""
+    return boot(nginx_bins, tmp_path_factory.mktemp("nginx61"), "debian-6.1", False)
 
 
 def one(res, kind, name):
@@ -419,3 +438,33 @@ def test_no_alerts_in_nginx_error_logs(guest):
     """Nothing at alert, crit or emerg level in our nginx's error logs."""
     errs = [v for (k, _), v in guest.items() if k == "NGXERR"]
     assert not errs, errs
+
+
+# --- Debian's 6.1: no re-key in the kernel ------------------------------
+
+def test_61_tls12_both_directions_in_the_kernel(guest61):
+    c, head, ktls, st, delta = fetched(guest61, "tls12", "f64")
+    assert head[3] == "TLSv1.2" and ktls == "tx=kernel-sw rx=kernel-sw", (head, ktls)
+    assert delta["TlsTxSw"] == 1 and delta["TlsRxSw"] == 1, nonzero(delta)
+
+
+def test_61_tls13_stays_in_userspace_and_says_why(guest61):
+    """A kernel that cannot follow a KeyUpdate gets no TLS 1.3 key (policy
+    tls13 = auto): the file goes out through libssl, and $ssl_ktls says
+    why."""
+    c, head, ktls, st, delta = fetched(guest61, "tls13", "f64")
+    print("[vm_nginx] 6.1 tls13: %s; %s" % (ktls, st["tx"]["reason"]))
+    assert head[3] == "TLSv1.3" and ktls.startswith("tx=userspace("), (head, ktls)
+    assert st["tx"]["mode"] == "userspace" and st["tx"]["reason_code"] != "none", st
+    assert delta.get("TlsTxSw", 0) == 0, nonzero(delta)
+
+
+def test_61_keyupdates_ours_survive_stock_dies(guest61):
+    """The same four responses with KeyUpdates: stock nginx put the TLS 1.3
+    key in a kernel that cannot re-key and the client fails; ours kept
+    TLS 1.3 in userspace and every byte arrives."""
+    c, head, ktls, st, delta = fetched(guest61, "ku", "f4x4", n=4)
+    assert ktls.startswith("tx=userspace("), ktls
+    stock = one(guest61, "CLIENT", "kustock")
+    print("[vm_nginx] 6.1 stock nginx: %s after %d responses" % (stock["error"], stock["responses"]))
+    assert not stock["ok"] and stock["responses"] < 4, stock
