@@ -26,7 +26,8 @@ and the same KeyUpdate requests that stock nginx (its TLS 1.3 key in a
 kernel that cannot move it) fails on arrive byte for byte.
 
 contrib/nginx/build.sh builds both nginx binaries (cached) from Debian's
-nginx source package.  Opt-in: KTLS_NGINX=1 (the first builds take about
+nginx source package: bookworm's 1.22.1, or the suite KTLS_NGINX_SUITE names
+(trixie: 1.26.x).  Opt-in: KTLS_NGINX=1 (the first builds take about
 2 minutes each); without access to Debian's archive the module is skipped.
 """
 
@@ -235,7 +236,8 @@ def nginx_bins():
     if not project_built():
         ktls_skip("the project is not built in %s: run scripts/build.sh" % BUILDDIR)
     bins = []
-    for args in ([], ["--stock"]):
+    suite = ["--suite", os.environ.get("KTLS_NGINX_SUITE", "bookworm")]
+    for args in (suite, suite + ["--stock"]):
         r = subprocess.run([BUILD_SH] + args, stdin=subprocess.DEVNULL, capture_output=True,
                            text=True, env=dict(os.environ, KTLS_BUILDDIR=BUILDDIR), timeout=3600)
         if r.returncode == 3:
