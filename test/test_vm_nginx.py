@@ -15,7 +15,8 @@ download in flight.
 
 KeyUpdates mid-download: ktls-client asks for KeyUpdates (update_requested)
 while each of four responses on one keep-alive connection comes in, and
-stock gnutls-cli sends ^rekey^ between two requests.  nginx answers each
+stock gnutls-cli (^rekey^) and s_client (K) send one between two
+requests.  nginx answers each
 when it reads the next request: through the bridge the kernel moves to the
 next key; stock nginx on OpenSSL 3.0 sends its KeyUpdate and keeps
 encrypting with the old key, and the client fails (shown in the same run).
@@ -194,26 +195,42 @@ stats stream.after
 echo "CLIENT stream $(cat stream.c)"
 _until "stream log" 400 _has ngx/logs/stream.log stream || true
 echo "LOG stream $(tail -n 1 ngx/logs/stream.log)"
-# stock gnutls-cli: ^rekey^ between two requests on one connection; the
-# waits end early when gnutls-cli reports an error (stock nginx)
-_gdone() { _size $1.out $2 || grep -q -i error $1.err 2>/dev/null; }
-gtls() {
+# stock gnutls-cli (^rekey^) and s_client (K): a KeyUpdate with
+# update_requested between two requests on one connection; the waits end
+# early when the client reports a TLS error (stock nginx)
+_gdone() { _size $1.out $2 || grep -q "$3" $1.err 2>/dev/null; }
+# rekey2 NAME PORT REKEY-LINE ERROR-PATTERN CLIENT...
+rekey2() {
+    n=$1; p=$2; k=$3; e=$4
+    shift 4
     { printf 'GET /f4 HTTP/1.1\r\nHost: a.test\r\n\r\n'
-      _until "gnutls $1 first response" 1200 _gdone $1 4194304 || true
-      echo '^rekey^'
+      _until "$n first response" 1200 _gdone $n 4194304 "$e" || true
+      echo "$k"
       sleep 1
       printf 'GET /f4 HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n'
-      _until "gnutls $1 second response" 1200 _gdone $1 8388608 || true
+      _until "$n second response" 1200 _gdone $n 8388608 "$e" || true
       sleep 1
-    } | gnutls-cli --logfile $1.log --insecure --inline-commands --priority NORMAL:-VERS-ALL:+VERS-TLS1.3 -p $2 127.0.0.1 > $1.out 2> $1.err || true
-    echo "GNUTLS $1 {\"size\":$(wc -c < $1.out),\"responses\":$(grep -ao 'HTTP/1.1 200 OK' $1.out | wc -l)}"
-    sed "s/^/ERR $1 /" $1.err | grep -i error || true
+    } | "$@" > $n.out 2> $n.err || true
+    echo "GNUTLS $n {\"size\":$(wc -c < $n.out),\"responses\":$(grep -ao 'HTTP/1.1 200 OK' $n.out | wc -l)}"
+    grep "$e" $n.err | sed "s/^/ERR $n /" || true
+}
+gtls() {
+    rekey2 $1 $2 '^rekey^' 'Fatal error' gnutls-cli --logfile $1.log --insecure \
+        --inline-commands --priority NORMAL:-VERS-ALL:+VERS-TLS1.3 -p $2 127.0.0.1
+}
+sclk() {
+    rekey2 $1 $2 K 'SSL routines' openssl s_client -quiet -no_ign_eof -tls1_3 \
+        -connect 127.0.0.1:$2
 }
 : > gt.out; : > gtstock.out
 stats gt.before
 gtls gt 8443
 stats gt.after
 gtls gtstock 8444
+stats sk.before
+sclk sk 8443
+stats sk.after
+sclk skstock 8444
 # reload with a download in flight
 ktls-client --json --no-offload --mode recv --timeout 90 --tls1_3 --get /f64 127.0.0.1:8443 > reload.c 2> reload.err &
 cl=$!
@@ -221,7 +238,7 @@ sleep 1
 kill -HUP $(cat ngx/logs/nginx.pid)
 wait $cl || true
 echo "CLIENT reload $(cat reload.c)"
-get afterreload ngx 8443 15 --tls1_3 --get /f4
+get afterreload ngx 8443 17 --tls1_3 --get /f4
 for d in ngx stock ku; do kill $(cat $d/logs/nginx.pid) || true; done
 sleep 1
 grep -h -E 'alert|emerg|crit' ngx/logs/error.log ku/logs/error.log | sed 's/^/NGXERR /' || true
@@ -375,6 +392,17 @@ def test_gnutls_rekey_between_requests(guest):
     assert g["responses"] == 2 and g["size"] > 2 * (4 << 20), g
     assert delta["TlsTxStagedSwitch"] + delta.get("TlsTxRekeyOk", 0) >= 1, nonzero(delta)
     assert gs["responses"] < 2, gs
+
+
+def test_s_client_keyupdate_between_requests(guest):
+    """Stock s_client's K (update_requested) between two requests: both
+    responses through the bridge; stock nginx's second never decrypts."""
+    k, ks = one(guest, "GNUTLS", "sk"), one(guest, "GNUTLS", "skstock")
+    delta = stat_delta(guest, "sk")
+    print("\n[vm_nginx] s_client K: ours %s, stock %s; tls_stat %s" % (k, ks, nonzero(delta)))
+    assert k["responses"] == 2 and k["size"] > 2 * (4 << 20), k
+    assert delta["TlsTxStagedSwitch"] + delta.get("TlsTxRekeyOk", 0) >= 1, nonzero(delta)
+    assert ks["responses"] < 2, ks
 
 
 def test_sendfile_records_trigger_the_bridges_keyupdates(guest):
