@@ -425,9 +425,9 @@ int main(int argc, char **argv)
 	struct xfer x = { 0 };
 	struct http_get http;
 	char out_hex[65] = "", in_hex[65] = "", diag[64], kopts[80] = "null", *colon, *end;
-	SSL_CTX *ctx;
-	SSL *ssl;
-	int ch, r, fd, rc = 0, saved_errno;
+	SSL_CTX *ctx = NULL;
+	SSL *ssl = NULL;
+	int ch, r, fd = -1, rc = 0, saved_errno;
 	bool match, handed_off = false;
 
 	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -513,27 +513,35 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	ctx = SSL_CTX_new(TLS_client_method());
-	if (!ctx || app_ctx_setup(ctx, &o.app, prog))
-		return 3;
+	if (!ctx || app_ctx_setup(ctx, &o.app, prog)) {
+		rc = 3;
+		goto out;
+	}
 	if (o.cafile) {
 		if (!SSL_CTX_load_verify_locations(ctx, o.cafile, NULL)) {
 			app_ssl_errors(prog, "--cafile");
-			return 3;
+			rc = 3;
+			goto out;
 		}
 		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
 	}
 	fd = connect_to(o.host, o.port);
-	if (fd < 0)
-		return 3;
+	if (fd < 0) {
+		rc = 3;
+		goto out;
+	}
 	ssl = SSL_new(ctx);
-	if (!ssl || app_attach(ssl, fd, &o.app, prog))
-		return 3;
+	if (!ssl || app_attach(ssl, fd, &o.app, prog)) {
+		rc = 3;
+		goto out;
+	}
 	SSL_set_tlsext_host_name(ssl, (char *)(o.servername ? o.servername : o.host));
 	if (o.servername && o.cafile)
 		SSL_set1_host(ssl, o.servername);
 	if (SSL_connect(ssl) <= 0) {
 		app_ssl_errors(prog, "TLS handshake");
-		return 3;
+		rc = 3;
+		goto out;
 	}
 	if (o.request && (o.mode != MODE_RECV ||
 			  SSL_write(ssl, o.request, (int)strlen(o.request)) <= 0)) {
@@ -541,14 +549,17 @@ int main(int argc, char **argv)
 			fprintf(stderr, "%s: --request needs --mode recv\n", prog);
 		else
 			app_ssl_errors(prog, "sending --request");
-		return 2;
+		rc = 2;
+		goto out;
 	}
 	x.output = o.output;
 	x.md_out = EVP_MD_CTX_new();
 	x.md_in = EVP_MD_CTX_new();
 	if (!x.md_out || !x.md_in || !EVP_DigestInit_ex(x.md_out, EVP_sha256(), NULL) ||
-	    !EVP_DigestInit_ex(x.md_in, EVP_sha256(), NULL))
-		return 3;
+	    !EVP_DigestInit_ex(x.md_in, EVP_sha256(), NULL)) {
+		rc = 3;
+		goto out;
+	}
 	if (o.handoff) {
 		r = ktls_conn_handoff(ssl);
 		handed_off = r == 0;
@@ -629,12 +640,15 @@ int main(int argc, char **argv)
 			(unsigned long long)x.kus, rc ? "FAILED" : "ok");
 		app_print_status(stderr, "  ", ssl);
 	}
-	if (o.output && fclose(o.output))
+out:
+	/* every exit after SSL_CTX_new() comes here: nothing leaks */
+	if (o.output && fclose(o.output) && !rc)
 		rc = 1;
 	EVP_MD_CTX_free(x.md_out);
 	EVP_MD_CTX_free(x.md_in);
 	SSL_free(ssl);
-	close(fd);
+	if (fd >= 0)
+		close(fd);
 	SSL_CTX_free(ctx);
 	return rc;
 }

@@ -1,6 +1,7 @@
 #!/bin/bash
 # valgrind-interop.sh - ktls-serve and ktls-client under valgrind, talking
-# TLS 1.2 and 1.3 (with KeyUpdates) over loopback; any valgrind error fails.
+# TLS 1.2 and 1.3 (with KeyUpdates) over loopback, and ktls-client's error
+# exit when nothing listens; any valgrind error fails.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 b=${KTLS_BUILDDIR:-$top/_build}
@@ -32,4 +33,9 @@ done
 "${vg[@]}" "$b/apps/ktls-client" --tls1_3 --bytes 2M --keyupdate-every 8 \
 	--keyupdate-requested "127.0.0.1:$port" 2>"$tmp/c2.err" || { cat "$tmp/c2.err"; exit 1; }
 wait $spid || { cat "$tmp/serve.err"; exit 1; }
-echo "valgrind: ktls-serve <-> ktls-client (TLS 1.2, TLS 1.3 + KeyUpdates) clean"
+# an error exit frees what it made too: the server is gone, so the connect
+# fails (exit 3; valgrind's own error status is 99)
+rc=0
+"${vg[@]}" "$b/apps/ktls-client" "127.0.0.1:$port" 2>"$tmp/c3.err" || rc=$?
+[ $rc = 3 ] || { echo "ktls-client with no server: exit $rc, expected 3"; cat "$tmp/c3.err"; exit 1; }
+echo "valgrind: ktls-serve <-> ktls-client (TLS 1.2, TLS 1.3 + KeyUpdates) and a failed connect clean"
