@@ -17,7 +17,10 @@ the staged next key), TLS 1.2 with both directions in the kernel, HTTP mode,
 and stock gnutls-cli's KeyUpdates (^rekey^).
 On OpenSSL 3.5's libraries (scripts/openssl-next.sh; the same binary):
 TLS 1.3 with both directions in the kernel and the KeyUpdates moving both
-keys, and a KeyUpdate storm (test/peer/crafted-client) that the bridge ends.
+keys, and a KeyUpdate storm (test/peer/crafted-client) that the bridge ends
+while HAProxy goes on serving the next connection.
+On Debian's 6.1 (no TLS 1.3 re-key): TLS 1.3 with KeyUpdates stays in
+userspace and says why, TLS 1.2 goes both ways through the kernel.
 
 contrib/haproxy/build.sh builds HAProxy (once; cached) from Debian's source
 package.  Opt-in: KTLS_HAPROXY=1 (the first build takes about 6 minutes);
@@ -182,6 +185,13 @@ n=$((n+1))
 _until "haproxy's log line of storm" 400 _logged $n || echo "log storm failed"
 kill $be 2>/dev/null || true
 echo "LOG storm $(grep '^KTLS ' hap.log | sed -n ${n}p)"
+# HAProxy goes on serving after the storm
+run afterstorm 8443 1M "--tls1_3"
+"""
+
+# Debian's 6.1 cannot re-key: TLS 1.3 stays in userspace, TLS 1.2 both ways
+RUNS_61 = r"""
+run tls12 8443 __BYTES__ "--tls1_2"
 """
 
 
@@ -233,14 +243,14 @@ def haproxy(vm_platform):
     return path
 
 
-def boot(haproxy, tmp, runs, hapenv="", puts=()):
+def boot(haproxy, tmp, runs, hapenv="", puts=(), kernel=KERNEL):
     libs = str(tmp / "haplib")
     print("\n[vm_haproxy] %s; libraries put in the guest: %s"
           % (haproxy, guest_libs(haproxy, libs)))
     script = GUEST.replace("__RUNS__", runs).replace("__HAPENV__", hapenv) \
         .replace("__BYTES__", "%dM" % MIB).replace("__MIB__", str(MIB)) \
         .replace("__EVERY__", str(KEYUPDATE_EVERY))
-    r = run_guest_script(tmp, script, KERNEL, timeout=1500,
+    r = run_guest_script(tmp, script, kernel, timeout=1500,
                          puts=[(haproxy, "/root/haproxy"), (libs, "/root/haplib")] + list(puts))
     assert r[0] == 0, r.stdout + r.stderr
     assert "failed" not in r.stdout, r.stdout + r.stderr
@@ -267,6 +277,12 @@ def guest35(haproxy, ossl35, tmp_path_factory):
                puts=[(client, "/root/crafted-client"), (ossl35[0], OSSL35_GUEST)])
     assert "OpenSSL 3.5" in res[("HAPROXY", "openssl")][0], res[("HAPROXY", "openssl")]
     return res
+
+
+@pytest.fixture(scope="module")
+def guest61(haproxy, tmp_path_factory):
+    """HAProxy on Debian's 6.1 (no TLS 1.3 re-key in the kernel)."""
+    return boot(haproxy, tmp_path_factory.mktemp("haproxy61"), RUNS_61, kernel="debian-6.1")
 
 
 def run_of(res, name, mib=MIB):
@@ -415,3 +431,30 @@ def test_35_keyupdate_storm_is_ended(guest35):
     rx = st["rx"]
     assert rx["mode"] == "kernel-sw" and rx["reason_code"] == "keyupdate-storm", rx
     assert rx["keyupdates"] == 33 and "keyupdate_burst" in rx["detail"], rx
+
+
+def test_35_haproxy_serves_on_after_a_storm(guest35):
+    """The storm ended one connection, not HAProxy: the next one, with its
+    1 MiB each way, goes through byte for byte."""
+    c, head, st, delta = run_of(guest35, "afterstorm", mib=1)
+    assert head[1:3] == ["TLSv1.3", "tx=kernel-sw"], head
+
+
+# --- Debian's 6.1 -------------------------------------------------------
+
+def test_61_tls13_keyupdates_stay_in_userspace(guest61):
+    """A kernel that cannot re-key gets no TLS 1.3 key (policy tls13 =
+    auto): HAProxy answers every requested KeyUpdate through libssl, the
+    fetch says why, every byte arrives."""
+    c, head, st, delta = run_of(guest61, "tls13")
+    assert c["keyupdates_sent"] == (MIB * 64 - 1) // KEYUPDATE_EVERY, c
+    assert head[1:4] == ["TLSv1.3", "tx=userspace(tls13-no-rekey)",
+                         "rx=userspace(not-offered)"], head
+    assert st["tx"]["mode"] == "userspace", st
+    assert delta.get("TlsTxSw", 0) == 0 and delta.get("TlsRxSw", 0) == 0, nonzero(delta)
+
+
+def test_61_tls12_both_directions_in_the_kernel(guest61):
+    c, head, st, delta = run_of(guest61, "tls12")
+    assert head[1:4] == ["TLSv1.2", "tx=kernel-sw", "rx=kernel-sw"], head
+    assert delta["TlsTxSw"] == 1 and delta["TlsRxSw"] == 1, nonzero(delta)
