@@ -198,6 +198,7 @@ struct ktls_conn {
 	int ctrl_type;		/* record type of the next write (ctrl 74), 0 none */
 	size_t ctrl_sent;	/* bytes of that record the kernel took so far */
 	int ctrl_nku;		/* KeyUpdates in that record */
+	bool ctrl_parsed;	/* its messages were all whole: ctrl_nku is exact */
 	struct ktls_policy policy;
 	struct ktls_dir tx, rx;
 	/* receive: the rest of a kernel record libssl has not taken yet */
@@ -283,7 +284,7 @@ void ktls_tx_before_handshake(struct ktls_conn *c);
 /* After a handshake record holding nku KeyUpdates went out: bring the
  * kernel to generation gen+nku (staged switch or TLS_TX again) and stage
  * the next.  A failure ends the connection (reason rekey-failed). */
-int ktls_tx_after_handshake(struct ktls_conn *c, int nku);
+int ktls_tx_after_handshake(struct ktls_conn *c, int nku);	/* -1: not known */
 /* Before application data: send our own KeyUpdate when the records under
  * this key reached the limit (policy keyupdate_records, else the AEAD
  * limit).  0, or -errno (retryable errors included). */

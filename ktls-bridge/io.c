@@ -262,11 +262,13 @@ static ssize_t write_ctrl(struct ktls_conn *c, const uint8_t *in, size_t inl)
 
 	if (!c->ctrl_sent) {	/* the record's first byte */
 		c->ctrl_nku = 0;
+		c->ctrl_parsed = false;
 		c->ctrl_level = inl >= 2 ? in[0] << 8 | in[1] : -1;
 		if (hs) {
 			int nku = ktls_hs_count_keyupdates(in, inl, NULL);
 
 			c->ctrl_nku = nku > 0 ? nku : 0;
+			c->ctrl_parsed = nku >= 0;
 		}
 		if (c->ctrl_nku && !ktls_probe_basic()->rekey)
 			return keyupdate_without_rekey(c);
@@ -297,7 +299,7 @@ static ssize_t write_ctrl(struct ktls_conn *c, const uint8_t *in, size_t inl)
 	for (int i = 0; c->tx.lib_behind && i < c->ctrl_nku; i++)
 		ktls_secret_next(&c->tx.lib);
 	if (hs) {
-		int ret = ktls_tx_after_handshake(c, c->ctrl_nku);
+		int ret = ktls_tx_after_handshake(c, c->ctrl_parsed ? c->ctrl_nku : -1);
 
 		if (ret)
 			return ret;

@@ -61,7 +61,10 @@ int ktls_tx_after_handshake(struct ktls_conn *c, int nku)
 	struct ktls_keyblock kb;
 	int ret;
 
-	if (d->staged) {
+	/* The kernel switches only on a KeyUpdate it found in the record: with
+	 * none in it (tickets, say) there is nothing to ask.  A record whose
+	 * messages did not parse (nku -1) may have held one. */
+	if (d->staged && nku != 0) {
 		ret = ktls_key_staged_consumed(c, true);
 		if (ret == 1) {
 			kernel_gen = gen + 1;
@@ -72,7 +75,7 @@ int ktls_tx_after_handshake(struct ktls_conn *c, int nku)
 	}
 	/* The kernel only switches on a KeyUpdate it found, which the peer
 	 * will find too: it is never ahead of what the peer expects. */
-	target = gen + (uint64_t)nku;
+	target = gen + (uint64_t)(nku > 0 ? nku : 0);
 	if (kernel_gen > target)
 		target = kernel_gen;
 	if (target == gen)

@@ -135,6 +135,7 @@ static void p_ku4_always(struct ktls_policy *p)
 static void case_prestage(void)
 {
 	static const uint8_t ku[] = { 24, 0, 0, 1, 0 };
+	uint64_t calls;
 	static const uint8_t two[] = { 24, 0, 0, 1, 0, 24, 0, 0, 1, 0 };
 	const size_t isz = ktls_cipher_by_name("AES-128-GCM")->info_size;
 	uint8_t s0[32], info[KTLS_MAX_INFO];
@@ -184,12 +185,24 @@ static void case_prestage(void)
 	CHECK_EQ(BIO_write(bio, "data", 4), 4);
 	bridge_close(bio, a, b);
 
-	/* a handshake record without KeyUpdate leaves the staged key alone */
+	/* a handshake record without KeyUpdate leaves the staged key alone,
+	 * and the kernel is not asked about it (no syscall per ticket) */
 	bio = tx13_bridge(&a, &b, s0, true, NULL);
 	CHECK_EQ(BIO_ctrl(bio, 74, KTLS_CT_HANDSHAKE, NULL), 1);
 	CHECK_EQ(BIO_write(bio, "\x04\x00\x00\x01\x07", 5), 5);	/* NewSessionTicket-ish */
 	CHECK(fake.staged);
 	CHECK_EQ(fake.drops, 0);
+	CHECK_EQ(conn(bio)->tx.st.rekeys, 0);
+	calls = conn(bio)->tx.st.key_calls;	/* the staging before it */
+	CHECK_EQ(BIO_ctrl(bio, 74, KTLS_CT_HANDSHAKE, NULL), 1);
+	CHECK_EQ(BIO_write(bio, "\x04\x00\x00\x01\x08", 5), 5);	/* a second one */
+	CHECK_EQ(conn(bio)->tx.st.key_calls, calls);
+	/* a record whose messages do not parse whole may hold a KeyUpdate
+	 * the kernel found: then it is asked */
+	CHECK_EQ(BIO_ctrl(bio, 74, KTLS_CT_HANDSHAKE, NULL), 1);
+	CHECK_EQ(BIO_write(bio, "\x04\x00\x00\x09\x07", 5), 5);	/* a message cut short */
+	CHECK_EQ(conn(bio)->tx.st.key_calls, calls + 1);
+	CHECK(fake.staged);
 	CHECK_EQ(conn(bio)->tx.st.rekeys, 0);
 	bridge_close(bio, a, b);
 }
