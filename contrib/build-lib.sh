@@ -88,3 +88,23 @@ built_tree() {
 		die "$1/ktls-bridge/.libs/libktls-bridge.so is missing: run scripts/build.sh"
 	(cd "$1" && pwd)
 }
+
+# cached_or_lock CACHE PRINT_ONLY: the caller's cached() prints a built
+# binary's path or fails.  With PRINT_ONLY 1, print it or exit 1; else take
+# CACHE's lock (a second build waits for the first) and, when a build is
+# cached, print it and exit 0.
+cached_or_lock() {
+	local p
+	if [ "$2" = 1 ]; then
+		cached || exit 1
+		exit 0
+	fi
+	mkdir -p "$1"
+	exec 9>"$1/.lock"
+	flock 9 || die "cannot lock $1/.lock"
+	if p=$(cached); then
+		log "cached: $p ($(cat "$(dirname "$p")/version"))"
+		echo "$p"
+		exit 0
+	fi
+}

@@ -64,19 +64,7 @@ cached() {
 	return 1
 }
 
-if [ "$print_only" = 1 ]; then
-	cached || exit 1
-	exit 0
-fi
-
-mkdir -p "$cache"
-exec 9>"$cache/.lock"
-flock 9 || die "cannot lock $cache/.lock"
-if p=$(cached); then
-	log "cached: $p ($(cat "$(dirname "$p")/version"))"
-	echo "$p"
-	exit 0
-fi
+cached_or_lock "$cache" "$print_only"
 
 need_tools apt-get apt-cache make gcc patch pkg-config sha256sum flock tar
 need_packages libssl-dev libpcre2-dev
