@@ -234,8 +234,10 @@ int ktls_tx_flush(struct ktls_conn *c)
 	if (seq >= limit) {
 		int ret = keyupdate_now(c);
 
-		if (ret)
+		if (ret) {
+			d->flush_next = 1;	/* the retry's flush reads again */
 			return ret;
+		}
 		d->flush_seq = 0;
 		seq = 0;
 	}
