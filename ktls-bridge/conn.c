@@ -6,8 +6,8 @@
 #include "config.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -171,25 +171,34 @@ int ktls_ctx_setup(SSL_CTX *ctx)
 /* Attaching                                                           */
 /* ------------------------------------------------------------------ */
 
+/* One getsockopt answers all of it (a server attaches every connection it
+ * accepts, so this is per-connection cost): TCP_INFO exists only on TCP
+ * sockets (EBADF, ENOTSOCK, and EOPNOTSUPP or ENOPROTOOPT from sockets of
+ * other kinds), and its state says whether there is a peer where
+ * getpeername(2) would fail: closed, listening, or still connecting. */
 static int check_fd(int fd)
 {
-	struct sockaddr_storage ss;
-	socklen_t len = sizeof(int);
-	int type, proto;
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
 
-	if (fd < 0 || fcntl(fd, F_GETFD) < 0)
+	if (fd < 0)
 		return -EBADF;
-	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0)
-		return errno == ENOTSOCK ? -ENOTSOCK : -errno;
-	len = sizeof(proto);
-	if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &len) < 0)
+	memset(&ti, 0, sizeof(ti));
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0) {
+		if (errno == EOPNOTSUPP || errno == ENOPROTOOPT)
+			return -EPROTOTYPE;
 		return -errno;
-	if (type != SOCK_STREAM || proto != IPPROTO_TCP)
+	}
+	if (len < 1)
 		return -EPROTOTYPE;
-	len = sizeof(ss);
-	if (getpeername(fd, (struct sockaddr *)&ss, &len) < 0)
+	switch (ti.tcpi_state) {
+	case TCP_CLOSE:
+	case TCP_LISTEN:
+	case TCP_SYN_SENT:
 		return -ENOTCONN;
-	return 0;
+	default:
+		return 0;
+	}
 }
 
 BIO *ktls_bio_new(int fd, int close_flag, const struct ktls_policy *policy)

@@ -14,6 +14,7 @@
  */
 #include <errno.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -302,6 +303,17 @@ static void case_attach_bad_input(void)
 	CHECK_EQ(ktls_conn_attach(ssl, us[0], NULL), -EPROTOTYPE);
 	t = socket(AF_INET, SOCK_STREAM, 0);
 	CHECK_EQ(ktls_conn_attach(ssl, t, NULL), -ENOTCONN);
+	{
+		/* a listening socket has no peer either */
+		struct sockaddr_in sin = { .sin_family = AF_INET };
+		int l = socket(AF_INET, SOCK_STREAM, 0);
+
+		sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		CHECK_EQ(bind(l, (struct sockaddr *)&sin, sizeof(sin)), 0);
+		CHECK_EQ(listen(l, 1), 0);
+		CHECK_EQ(ktls_conn_attach(ssl, l, NULL), -ENOTCONN);
+		close(l);
+	}
 	fake_pair(&a, &b);
 	CHECK_EQ(ktls_conn_attach(ssl, a, NULL), 0);
 	CHECK_EQ(SSL_get_fd(ssl), a);
