@@ -166,7 +166,7 @@ struct ktls_dir {
 	unsigned int flush_next;	/* read it again at this many */
 	uint64_t flush_seq;	/* the counter at that reading */
 	uint64_t flush_rate;	/* most records seen per flush between readings */
-	bool flush_based;	/* flush_seq was read at a flush */
+	bool flush_based;	/* flush_seq is set: a reading can give a rate */
 	bool no_proactive;	/* TX: the record limit passed, the kernel cannot re-key */
 	bool decided;		/* keys were offered once: kernel or userspace for good */
 	bool restage_due;	/* RX: stage the next key once data flows again */

@@ -204,10 +204,12 @@ int ktls_tx_maybe_keyupdate(struct ktls_conn *c)
  * on every flush while no rate is known.  libssl also flushes at the
  * end of each handshake flight (the tickets after the handshake, a
  * KeyUpdate), with SSL_in_init() true: those flushes say nothing about
- * SSL_sendfile() and are not counted.  The first counted reading is only
- * a base: what came before it (handshake, headers) says nothing about
- * what one call sends.  The flush comes before the call, so one call's
- * records can pass the limit before the KeyUpdate goes out.
+ * SSL_sendfile() and are not counted.  The first counted flush only sets
+ * a base, from the BIO's own count of the records it wrote under this key
+ * (tickets, headers; no syscall: a server pays it on every connection):
+ * what came before says nothing about what one call sends.  The flush
+ * comes before the call, so one call's records can pass the limit before
+ * the KeyUpdate goes out.
  */
 int ktls_tx_flush(struct ktls_conn *c)
 {
@@ -218,6 +220,13 @@ int ktls_tx_flush(struct ktls_conn *c)
 		return 0;
 	if (c->ssl && SSL_in_init(c->ssl))
 		return 0;
+	if (!d->flush_based) {
+		d->flush_based = true;
+		d->flushes = 0;
+		d->flush_seq = d->since_ku;
+		d->flush_next = 1;
+		return 0;
+	}
 	if (++d->flushes < d->flush_next)
 		return 0;
 	if (kernel_tx_seq(c, &seq))
@@ -225,9 +234,8 @@ int ktls_tx_flush(struct ktls_conn *c)
 	/* a re-key since the last reading restarted the count at 0 */
 	grown = seq >= d->flush_seq ? seq - d->flush_seq : seq;
 	rate = (grown + d->flushes - 1) / d->flushes;
-	if (d->flush_based && rate > d->flush_rate)
+	if (rate > d->flush_rate)
 		d->flush_rate = rate;
-	d->flush_based = true;
 	d->flushes = 0;
 	d->flush_seq = seq;
 	d->since_ku = seq;
