@@ -316,6 +316,11 @@ ssize_t ktls_conn_send(SSL *ssl, const void *buf, size_t len)
 	n = pay_keyupdate(c);
 	if (n)
 		return n;
+	if (!len)
+		/* the application writes the socket itself next (sendfile,
+		 * splice, its own ring): counted as SSL_sendfile()'s records
+		 * are, from the kernel's record sequence (txkey.c) */
+		return ktls_tx_flush(c);
 	return ktls_io_write(c, buf, len);	/* as libssl's data goes */
 }
 

@@ -394,6 +394,43 @@ static void case_sendfile_flush_keyupdate(void)
 	bridge_close(bio, a, b);
 }
 
+/* Hand-off: an application that writes the socket itself (sendfile,
+ * splice) calls ktls_conn_send(ssl, NULL, 0) before; the kernel's record
+ * count decides whether our KeyUpdate goes out before its records. */
+static void case_handoff_own_writes_keyupdate(void)
+{
+	uint8_t s0[32], buf[8];
+	uint64_t calls;
+	SSL_CTX *ctx;
+	SSL *ssl;
+	int a, b;
+	BIO *bio;
+
+	memset(s0, 0x55, sizeof(s0));
+	bio = tx13_bridge(&a, &b, s0, true, p_ku100);
+	ctx = SSL_CTX_new(TLS_method());
+	ssl = SSL_new(ctx);
+	SSL_set_bio(ssl, bio, bio);
+	CHECK_EQ(ktls_conn_send(ssl, NULL, 0), -EINVAL);	/* not handed off */
+	conn(bio)->handoff = true;
+	calls = conn(bio)->tx.st.key_calls;
+	CHECK_EQ(ktls_conn_send(ssl, NULL, 0), 0);	/* a base, no syscall */
+	CHECK_EQ(conn(bio)->tx.st.key_calls, calls);
+	fake.tx_seq = 60;				/* the application's sendfile */
+	CHECK_EQ(ktls_conn_send(ssl, NULL, 0), 0);
+	CHECK_EQ(conn(bio)->tx.st.key_calls, calls + 1);
+	CHECK_EQ(fake.nctrl, 0);
+	fake.tx_seq = 120;				/* past keyupdate_records */
+	CHECK_EQ(ktls_conn_send(ssl, NULL, 0), 0);
+	CHECK_EQ(fake.nctrl, 1);
+	CHECK(!memcmp(fake.ctrl_data[0], "\x18\x00\x00\x01\x00", 5));
+	CHECK_EQ(conn(bio)->tx.st.keyupdates, 1);
+	CHECK_EQ(fake.switches, 1);			/* to the staged key */
+	CHECK_EQ(recv(b, buf, 5, MSG_WAITALL), 5);
+	CHECK(!memcmp(buf, "\x18\x00\x00\x01\x00", 5));
+	ssl_close(ssl, ctx, a, b);
+}
+
 /* A data write the socket takes only in part: the BIO returns what went
  * out, counts those bytes and the records they make, and a full socket is
  * a write to retry. */
@@ -490,6 +527,7 @@ int main(void)
 	RUN(case_prestage);
 	RUN(case_proactive_keyupdate);
 	RUN(case_sendfile_flush_keyupdate);
+	RUN(case_handoff_own_writes_keyupdate);
 	RUN(case_partial_data_write);
 	RUN(case_tx_zerocopy);
 	RUN(case_fatal_alert_ends);
