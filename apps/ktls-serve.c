@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
  * ktls-serve - a TLS server on the bridge: echo, or static files over
- * HTTP/1.1 (SSL_sendfile when the kernel encrypts).
+ * HTTP/1.1 (SSL_sendfile when the kernel encrypts; sendfile(2) itself after
+ * a hand-off).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -13,6 +14,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -48,8 +50,9 @@ static void usage(FILE *f)
 		"  --max-conns N             exit after N connections (default: run forever)\n"
 		"  --keyupdate-every N       send a KeyUpdate every N records echoed (TLS 1.3)\n"
 		"  --keyupdate-requested     ... with update_requested\n"
-		"  --handoff                 echo: after the handshake hand both directions\n"
-		"                            to the kernel and echo on the socket itself\n"
+		"  --handoff                 after the handshake hand both directions to the\n"
+		"                            kernel and echo (or send files with sendfile(2))\n"
+		"                            on the socket itself\n"
 		"  --timeout SECS            per-connection idle timeout (default 60)\n"
 		"  --verbose                 print each connection's offload status (stderr)\n"
 		"  --json                    print one JSON line per connection (stdout)\n"
@@ -91,6 +94,64 @@ static int write_all(SSL *ssl, const void *buf, size_t len)
 		if (n <= 0)
 			return -1;
 		off += (size_t)n;
+	}
+	return 0;
+}
+
+/* After a hand-off the bridge's calls move the bytes (the kernel's records);
+ * before, or when the hand-off was refused, libssl's. */
+static int conn_read(SSL *ssl, bool ho, char *buf, size_t len)
+{
+	ssize_t n;
+
+	if (!ho)
+		return SSL_read(ssl, buf, (int)len);
+	n = ktls_conn_recv(ssl, buf, len);
+	if (n < 0)
+		fprintf(stderr, "%s: ktls_conn_recv: %s\n", prog, strerror((int)-n));
+	return n < 0 ? -1 : (int)n;
+}
+
+static int conn_write_all(SSL *ssl, bool ho, const void *buf, size_t len)
+{
+	if (!ho)
+		return write_all(ssl, buf, len);
+	for (size_t off = 0; off < len;) {
+		ssize_t w = ktls_conn_send(ssl, (const char *)buf + off, len - off);
+
+		if (w < 0) {
+			fprintf(stderr, "%s: ktls_conn_send: %s\n", prog, strerror((int)-w));
+			return -1;
+		}
+		off += (size_t)w;
+	}
+	return 0;
+}
+
+/* A file after a hand-off: sendfile(2) on the socket, the kernel makes the
+ * records.  ktls_conn_send(ssl, NULL, 0) before each piece pays a KeyUpdate
+ * owed to the peer and counts the records, for the bridge's own KeyUpdate
+ * at the policy's limit; pieces of 16 records keep the count close. */
+#define HANDOFF_PIECE (16 * 16384)
+
+static int sendfile_handoff(SSL *ssl, int fd, off_t size)
+{
+	off_t off = 0;
+
+	while (off < size) {
+		ssize_t r = ktls_conn_send(ssl, NULL, 0);
+		size_t piece = size - off < HANDOFF_PIECE ? (size_t)(size - off) : HANDOFF_PIECE;
+
+		if (r < 0) {
+			fprintf(stderr, "%s: ktls_conn_send: %s\n", prog, strerror((int)-r));
+			return -1;
+		}
+		r = sendfile(SSL_get_fd(ssl), fd, &off, piece);
+		if (r <= 0) {
+			fprintf(stderr, "%s: sendfile: %s\n", prog,
+				r ? strerror(errno) : "the file ended early");
+			return -1;
+		}
 	}
 	return 0;
 }
@@ -171,18 +232,19 @@ static int serve_echo_handoff(SSL *ssl, const struct serve_opts *o, EVP_MD_CTX *
 	}
 }
 
-static int send_status(SSL *ssl, int code, const char *text)
+static int send_status(SSL *ssl, bool ho, int code, const char *text)
 {
 	char hdr[256];
 	int n = snprintf(hdr, sizeof(hdr),
 			 "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n%s\n",
 			 code, text, strlen(text) + 1, text);
 
-	return write_all(ssl, hdr, (size_t)n);
+	return conn_write_all(ssl, ho, hdr, (size_t)n);
 }
 
-/* One HTTP/1.1 GET for a file below root. */
-static int serve_file(SSL *ssl, const struct serve_opts *o, uint64_t *total, bool *used_sendfile)
+/* One HTTP/1.1 GET for a file below root; ho: handed off. */
+static int serve_file(SSL *ssl, const struct serve_opts *o, bool ho, uint64_t *total,
+		      bool *used_sendfile)
 {
 	char req[4096], path[PATH_MAX], hdr[256];
 	size_t have = 0;
@@ -192,7 +254,7 @@ static int serve_file(SSL *ssl, const struct serve_opts *o, uint64_t *total, boo
 	int fd, n;
 
 	while (have < sizeof(req) - 1) {
-		n = SSL_read(ssl, req + have, (int)(sizeof(req) - 1 - have));
+		n = conn_read(ssl, ho, req + have, sizeof(req) - 1 - have);
 		if (n <= 0)
 			return -1;
 		have += (size_t)n;
@@ -201,25 +263,33 @@ static int serve_file(SSL *ssl, const struct serve_opts *o, uint64_t *total, boo
 			break;
 	}
 	if (strncmp(req, "GET /", 5))
-		return send_status(ssl, 400, "bad request");
+		return send_status(ssl, ho, 400, "bad request");
 	sp = req + 4;
 	end = strpbrk(sp, " \r\n");
 	if (!end)
-		return send_status(ssl, 400, "bad request");
+		return send_status(ssl, ho, 400, "bad request");
 	*end = 0;
 	if (strstr(sp, "..") || snprintf(path, sizeof(path), "%s%s", o->root, sp) >= (int)sizeof(path))
-		return send_status(ssl, 403, "forbidden");
+		return send_status(ssl, ho, 403, "forbidden");
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0 || fstat(fd, &stt) < 0 || !S_ISREG(stt.st_mode)) {
 		if (fd >= 0)
 			close(fd);
-		return send_status(ssl, 404, "not found");
+		return send_status(ssl, ho, 404, "not found");
 	}
 	n = snprintf(hdr, sizeof(hdr),
 		     "HTTP/1.1 200 OK\r\nContent-Length: %lld\r\nConnection: close\r\n\r\n",
 		     (long long)stt.st_size);
-	if (write_all(ssl, hdr, (size_t)n))
+	if (conn_write_all(ssl, ho, hdr, (size_t)n))
 		goto fail;
+	if (ho) {
+		*used_sendfile = true;
+		n = sendfile_handoff(ssl, fd, stt.st_size);
+		close(fd);
+		if (!n)
+			*total = (uint64_t)stt.st_size;
+		return n;
+	}
 	*used_sendfile = BIO_get_ktls_send(SSL_get_wbio(ssl));
 	while (off < stt.st_size) {
 		ossl_ssize_t s;
@@ -270,13 +340,13 @@ static void handle(SSL_CTX *ctx, int cfd, const struct serve_opts *o, long id)
 
 		handed_off = r == 0;
 		if (r)	/* nothing changed: echo in userspace and say why */
-			fprintf(stderr, "%s: conn %ld: hand-off refused (%s); echoing through "
+			fprintf(stderr, "%s: conn %ld: hand-off refused (%s); going on through "
 				"libssl\n", prog, id, strerror(-r));
 	}
 	snprintf(diag, sizeof(diag), "%s", app_diag_json(ssl));
 	snprintf(kopts, sizeof(kopts), "%s", app_kernel_opts_json(cfd));
 	if (o->root)
-		ok = serve_file(ssl, o, &total, &sendfile_used);
+		ok = serve_file(ssl, o, handed_off, &total, &sendfile_used);
 	else if (handed_off)
 		ok = serve_echo_handoff(ssl, o, md, &total, &kus);
 	else
@@ -373,12 +443,11 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (optind != argc || !o.cert || !o.key || (o.echo && o.root) || (o.handoff && o.root) ||
+	if (optind != argc || !o.cert || !o.key || (o.echo && o.root) ||
 	    (o.app.own_bio && o.root)) {
 		fprintf(stderr, "%s: %s\n", prog,
 			optind != argc ? "unexpected argument" :
 			(o.echo && o.root) ? "--echo and --root exclude each other" :
-			(o.handoff && o.root) ? "--handoff works with --echo only" :
 			o.root ? "--own-bio works with --echo only (SSL_sendfile needs a "
 				 "descriptor BIO)" :
 			"--cert and --key are required");

@@ -244,7 +244,7 @@ def test_handoff_refused_here_keeps_libssl(certs, fallback_only):
     c = json.loads(r.stdout)
     s = json.loads(out.strip().splitlines()[-1])
     assert "hand-off refused (Operation not supported); continuing through libssl" in r.stderr
-    assert "hand-off refused (Operation not supported); echoing through libssl" in err
+    assert "hand-off refused (Operation not supported); going on through libssl" in err
     assert c["handoff"] is False and s["handoff"] is False
     assert c["ok"] and c["sha256_sent"] == c["sha256_received"] == s["sha256_in"]
     assert c["keyupdates_sent"] == (128 - 1) // 8
@@ -285,6 +285,27 @@ def test_static_file_without_kernel_tx(certs, fallback_only, tmp_path):
     out, _ = finish(serve)
     first = json.loads(out.splitlines()[0])
     assert first["sendfile"] is False and first["bytes"] == len(body)
+
+
+def test_static_file_handoff_refused_goes_on_through_libssl(certs, fallback_only, tmp_path):
+    """ktls-serve --handoff --root: this host's kernel has no kTLS, so the
+    hand-off is refused with its reason and the file goes out through
+    libssl, byte for byte (test_vm_handoff_files.py covers the kernel's
+    side: sendfile(2) after a hand-off)."""
+    root = tmp_path / "www"
+    root.mkdir()
+    body = os.urandom(1 << 20)
+    (root / "blob.bin").write_bytes(body)
+    serve, port = start_serve(certs, "--root", str(root), "--handoff", "--max-conns", "1")
+    r = subprocess.run([app("ktls-client"), "--json", "--mode", "recv", "--get", "/blob.bin",
+                        "127.0.0.1:%d" % port], capture_output=True, text=True, timeout=60)
+    out, err = finish(serve)
+    assert r.returncode == 0, r.stderr
+    c, s = json.loads(r.stdout), json.loads(out.strip().splitlines()[-1])
+    assert "hand-off refused (Operation not supported); going on through libssl" in err
+    assert s["ok"] and s["handoff"] is False and s["sendfile"] is False, s
+    assert s["bytes"] == c["body_bytes"] == len(body), (s, c)
+    assert c["sha256_received"] == sha256(body) and c["responses_200"] == 1, c
 
 
 def keepalive_server(certs, bodies, close_after=None):
