@@ -226,6 +226,34 @@ int ktls_conn_control(SSL *ssl, int type, const void *rec, size_t len)
 	return control(c, type, rec, len, false);
 }
 
+int ktls_conn_received(SSL *ssl, ssize_t res, int type, const void *rec)
+{
+	struct ktls_conn *c = ktls_conn_of(ssl);
+	ssize_t n;
+	int ret;
+
+	if (!c || !c->handoff || (res > 0 && (!rec || res > KTLS_REC_MAX)) || type < 0 ||
+	    type > 255)
+		return -EINVAL;
+	if (c->dead)
+		return -(c->rx.st.err ? c->rx.st.err : EPIPE);
+	if (c->eof)
+		return -EPIPE;
+	n = ktls_rx_app_result(c, res, (uint8_t)type, rec);
+	if (n == 0) {
+		c->eof = true;	/* the stream ended without close_notify */
+		return 1;
+	}
+	if (n < 0)
+		return ktls_retryable((int)-n) ? 0 : (int)n;
+	if (type != KTLS_CT_APPDATA)
+		return control(c, type, rec, (size_t)n, false);
+	/* the application may answer this data: a reply we owe goes first
+	 * (a full socket: with the next ktls_conn_send) */
+	ret = pay_keyupdate(c);
+	return ret && !ktls_retryable(-ret) ? ret : 0;
+}
+
 ssize_t ktls_conn_recv_record(SSL *ssl, void *buf, size_t len, int *type)
 {
 	struct ktls_conn *c = ktls_conn_of(ssl);

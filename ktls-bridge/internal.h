@@ -304,6 +304,12 @@ int ktls_rx_after_handshake(struct ktls_conn *c, const uint8_t *body, size_t len
  * handshake record when run_hs (else the caller does).  Bytes, 0 at the
  * end of the stream, or -errno (retryable ones included). */
 ssize_t ktls_rx_record(struct ktls_conn *c, void *buf, size_t cap, uint8_t *type, bool run_hs);
+/* What the application's own read of a record returned (hand-off): res
+ * bytes of a record of type in buf, 0 at the end of the stream, or
+ * -errno.  Checked and counted as ktls_rx_record does; a pause for a key
+ * a KeyUpdate explains is answered (-EAGAIN: read again); other errors
+ * end the connection with their alert.  Returns res, 0, or -errno. */
+ssize_t ktls_rx_app_result(struct ktls_conn *c, ssize_t res, uint8_t type, const void *buf);
 /* recvmsg said EKEYEXPIRED: install the next generation now. */
 int ktls_rx_key_expired(struct ktls_conn *c);
 /* TLS 1.3 RX was just installed: TLS_RX_EXPECT_NO_PAD when the policy

@@ -310,6 +310,15 @@ ssize_t ktls_conn_recv_record(SSL *ssl, void *buf, size_t len, int *type);
  * NewSessionTicket, alerts.  0 go on, 1 the peer sent close_notify (ours
  * was sent), -errno the connection ended (alert sent when it was ours). */
 int ktls_conn_control(SSL *ssl, int type, const void *rec, size_t len);
+/* What the application's own read of the socket returned (recvmsg,
+ * io_uring): res bytes of a record of type (from TLS_GET_RECORD_TYPE; 23
+ * without it) in rec, 0 at EOF, or -errno; call it before the next read.
+ * Records are checked and counted, control records run as by
+ * ktls_conn_control, EKEYEXPIRED answered by installing the next key,
+ * the kernel's other errors answered with their alert.  0 go on (use the
+ * data when type is 23 and res > 0, else read again), 1 the stream ended
+ * (close_notify answered, or EOF), -errno the connection ended. */
+int ktls_conn_received(SSL *ssl, ssize_t res, int type, const void *rec);
 /* Send a TLS 1.3 KeyUpdate (requested: ask the peer to update too) and
  * move the kernel's TX key on. */
 int ktls_conn_keyupdate(SSL *ssl, int requested);

@@ -301,9 +301,45 @@ static ssize_t rx_kernel_error(struct ktls_conn *c, int err)
 	return -err;
 }
 
-ssize_t ktls_rx_record(struct ktls_conn *c, void *buf, size_t cap, uint8_t *type, bool run_hs)
+/* A pause the bridge can explain: the kernel waits for the key after a
+ * KeyUpdate it saw (6.14 UAPI). */
+static bool explained_pause(const struct ktls_conn *c, int err)
+{
+	return err == EKEYEXPIRED && c->rx.st.version == KTLS_TLS13 &&
+	       (c->rx.ku_unkeyed || c->rx.hs_unwalked);
+}
+
+/* A record the kernel delivered, to the bridge's read or the
+ * application's: checked and counted. */
+static ssize_t rx_delivered(struct ktls_conn *c, const void *buf, ssize_t n, uint8_t type,
+			    bool run_hs)
 {
 	struct ktls_hs_seen seen;
+	int ret;
+
+	c->rx.last_type = type;
+	if (type == KTLS_CT_APPDATA)
+		c->rx.ku_run = 0;
+	if (type != KTLS_CT_HANDSHAKE && c->rx.walk.have) {
+		/* RFC 8446 5.1: nothing between the records of a handshake message */
+		ktls_conn_fatal(c, false, KTLS_R_PROTOCOL, EPROTO, ALERT_UNEXPECTED_MESSAGE,
+				"record inside a split handshake message");
+		return -EPROTO;
+	}
+	if (type == KTLS_CT_HANDSHAKE && run_hs) {
+		ret = ktls_rx_after_handshake(c, buf, (size_t)n, &seen);
+		if (ret)
+			return ret;	/* ended: the record is not handed up */
+	}
+	if (type == KTLS_CT_HANDSHAKE && !run_hs)
+		c->rx.hs_unwalked = true;	/* ktls_conn_control walks it */
+	c->rx.st.records++;
+	c->rx.st.bytes += (uint64_t)n;
+	return n;
+}
+
+ssize_t ktls_rx_record(struct ktls_conn *c, void *buf, size_t cap, uint8_t *type, bool run_hs)
+{
 	union ktls_cmsg_buf cbuf;
 	struct iovec iov = { .iov_base = buf, .iov_len = cap < KTLS_REC_MAX ? cap : KTLS_REC_MAX };
 	struct msghdr msg = {
@@ -318,9 +354,7 @@ ssize_t ktls_rx_record(struct ktls_conn *c, void *buf, size_t cap, uint8_t *type
 		ktls_key_stage(c, false);
 	for (;;) {
 		n = ktls_sys->recvmsg(c->fd, &msg, 0);
-		/* the kernel waits for the key after a KeyUpdate (6.14 UAPI) */
-		if (n < 0 && errno == EKEYEXPIRED && c->rx.st.version == KTLS_TLS13 &&
-		    (c->rx.ku_unkeyed || c->rx.hs_unwalked)) {
+		if (n < 0 && explained_pause(c, errno)) {
 			c->rx.st.key_expired++;
 			ret = ktls_rx_key_expired(c);
 			if (ret)
@@ -339,25 +373,30 @@ ssize_t ktls_rx_record(struct ktls_conn *c, void *buf, size_t cap, uint8_t *type
 		if (cm->cmsg_level == SOL_TLS && cm->cmsg_type == TLS_GET_RECORD_TYPE &&
 		    cm->cmsg_len >= CMSG_LEN(sizeof(unsigned char)))
 			*type = *CMSG_DATA(cm);
-	c->rx.last_type = *type;
-	if (*type == KTLS_CT_APPDATA)
-		c->rx.ku_run = 0;
-	if (*type != KTLS_CT_HANDSHAKE && c->rx.walk.have) {
-		/* RFC 8446 5.1: nothing between the records of a handshake message */
-		ktls_conn_fatal(c, false, KTLS_R_PROTOCOL, EPROTO, ALERT_UNEXPECTED_MESSAGE,
-				"record inside a split handshake message");
-		return -EPROTO;
+	return rx_delivered(c, buf, n, *type, run_hs);
+}
+
+ssize_t ktls_rx_app_result(struct ktls_conn *c, ssize_t res, uint8_t type, const void *buf)
+{
+	int ret;
+
+	if (res < 0) {
+		int err = (int)-res;
+
+		if (explained_pause(c, err)) {
+			c->rx.st.key_expired++;
+			ret = ktls_rx_key_expired(c);
+			return ret ? ret : -EAGAIN;	/* keyed: read again */
+		}
+		return ktls_retryable(err) ? res : rx_kernel_error(c, err);
 	}
-	if (*type == KTLS_CT_HANDSHAKE && run_hs) {
-		ret = ktls_rx_after_handshake(c, buf, (size_t)n, &seen);
-		if (ret)
-			return ret;	/* ended: the record is not handed up */
-	}
-	if (*type == KTLS_CT_HANDSHAKE && !run_hs)
-		c->rx.hs_unwalked = true;	/* ktls_conn_control walks it */
-	c->rx.st.records++;
-	c->rx.st.bytes += (uint64_t)n;
-	return n;
+	if (res == 0)
+		return 0;
+	res = rx_delivered(c, buf, res, type, false);
+	/* the application arms its next read when this returns */
+	if (res > 0 && c->rx.restage_due && type == KTLS_CT_APPDATA)
+		ktls_key_stage(c, false);
+	return res;
 }
 
 void ktls_rx_expect_no_pad(struct ktls_conn *c)

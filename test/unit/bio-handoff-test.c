@@ -144,6 +144,69 @@ static void case_rx_kernel_errors(void)
 	ssl_close(ssl, ctx, a, b);
 }
 
+/* An application that reads the socket itself (its own recvmsg, an
+ * io_uring ring) reports each read's result with ktls_conn_received. */
+static void case_app_own_reads(void)
+{
+	static const uint8_t kureq[] = { 24, 0, 0, 1, 1 };
+	uint8_t s0[32];
+	uint64_t recs;
+	SSL_CTX *ctx;
+	SSL *ssl;
+	int a, b;
+	BIO *bio;
+
+	memset(s0, 0x77, sizeof(s0));
+	bio = rx_bridge(&a, &b, s0, false, NULL);
+	ktls_secret_set(&conn(bio)->tx.secret, s0, 32, "SHA256");
+	ssl = handoff_ssl(bio, &ctx);
+	recs = conn(bio)->rx.st.records;
+	CHECK_EQ(ktls_conn_received(ssl, 5, KTLS_CT_APPDATA, NULL), -EINVAL);
+	CHECK_EQ(ktls_conn_received(ssl, 5, 256, "hello"), -EINVAL);
+	CHECK_EQ(ktls_conn_received(ssl, 5, KTLS_CT_APPDATA, "hello"), 0);
+	CHECK_EQ(conn(bio)->rx.st.records, recs + 1);
+	CHECK_EQ(ktls_conn_received(ssl, -EAGAIN, 0, NULL), 0);	/* read again */
+	/* update_requested: the reply goes out at once */
+	CHECK_EQ(ktls_conn_received(ssl, 5, KTLS_CT_HANDSHAKE, kureq), 0);
+	CHECK_EQ(conn(bio)->rx.st.keyupdates, 1);
+	CHECK_EQ(fake.nctrl, 1);
+	CHECK(!memcmp(fake.ctrl_data[0], "\x18\x00\x00\x01\x00", 5));
+	CHECK_EQ(conn(bio)->tx.st.keyupdates, 1);
+	/* the kernel waits for the next key: the read's EKEYEXPIRED puts it in */
+	CHECK_EQ(fake.rx_sets[a], 1);
+	CHECK_EQ(ktls_conn_received(ssl, -EKEYEXPIRED, 0, NULL), 0);
+	CHECK_EQ(fake.rx_sets[a], 2);
+	CHECK_EQ(conn(bio)->rx.st.key_expired, 1);
+	/* a second pause with no KeyUpdate to explain it ends the connection */
+	CHECK_EQ(ktls_conn_received(ssl, -EKEYEXPIRED, 0, NULL), -EKEYEXPIRED);
+	CHECK_EQ(fake.rx_sets[a], 2);
+	CHECK(!memcmp(fake.ctrl_data[1], "\x02\x0a", 2));	/* unexpected_message */
+	CHECK_EQ(ktls_conn_received(ssl, 5, KTLS_CT_APPDATA, "hello"), -EKEYEXPIRED);
+	ssl_close(ssl, ctx, a, b);
+
+	/* the kernel's error that the application's read took: its alert */
+	bio = rx_bridge(&a, &b, s0, false, NULL);
+	ssl = handoff_ssl(bio, &ctx);
+	CHECK_EQ(ktls_conn_received(ssl, -EBADMSG, 0, NULL), -EBADMSG);
+	CHECK_EQ(fake.nctrl, 1);
+	CHECK(!memcmp(fake.ctrl_data[0], "\x02\x14", 2));	/* bad_record_mac */
+	CHECK(conn(bio)->dead);
+	ssl_close(ssl, ctx, a, b);
+
+	/* EOF; and the peer's close_notify, answered */
+	bio = rx_bridge(&a, &b, s0, false, NULL);
+	ssl = handoff_ssl(bio, &ctx);
+	CHECK_EQ(ktls_conn_received(ssl, 0, 0, NULL), 1);
+	CHECK_EQ(ktls_conn_received(ssl, 5, KTLS_CT_APPDATA, "hello"), -EPIPE);
+	ssl_close(ssl, ctx, a, b);
+	bio = rx_bridge(&a, &b, s0, false, NULL);
+	ssl = handoff_ssl(bio, &ctx);
+	CHECK_EQ(ktls_conn_received(ssl, 2, KTLS_CT_ALERT, "\x01\x00"), 1);
+	CHECK_EQ(fake.nctrl, 1);
+	CHECK(!memcmp(fake.ctrl_data[0], "\x01\x00", 2));	/* ours */
+	ssl_close(ssl, ctx, a, b);
+}
+
 /* After our close_notify the peer may still re-key: the receive key moves
  * on and the reply it asks for is not sent behind the close_notify.
  * After the peer's close_notify, records change nothing (RFC 8446 6.1).
@@ -209,6 +272,7 @@ int main(void)
 {
 	RUN(case_handoff_owed_keyupdate);
 	RUN(case_rx_kernel_errors);
+	RUN(case_app_own_reads);
 	RUN(case_records_after_close_notify);
 	RUN(case_no_alert_after_close_notify);
 	ktls_sys_set(NULL);
