@@ -204,7 +204,8 @@ int ktls_tx_maybe_keyupdate(struct ktls_conn *c)
  * on every flush while no rate is known.  libssl also flushes at the
  * end of each handshake flight (the tickets after the handshake, a
  * KeyUpdate), with SSL_in_init() true: those flushes say nothing about
- * SSL_sendfile() and are not counted.  The first counted flush only sets
+ * SSL_sendfile() and are not counted, nor is the flush after close_notify
+ * or a fatal alert.  The first counted flush only sets
  * a base, from the BIO's own count of the records it wrote under this key
  * (tickets, headers; no syscall: a server pays it on every connection):
  * what came before says nothing about what one call sends.  The flush
@@ -220,6 +221,8 @@ int ktls_tx_flush(struct ktls_conn *c)
 		return 0;
 	if (c->ssl && SSL_in_init(c->ssl))
 		return 0;
+	if (c->wr_shut || c->dead)
+		return 0;	/* the last record is out (libssl flushes after close_notify) */
 	if (!d->flush_based) {
 		d->flush_based = true;
 		d->flushes = 0;
