@@ -6,7 +6,7 @@ set -euo pipefail
 PKGS=(
 	build-essential autoconf automake libtool pkg-config
 	libssl-dev liburing-dev linux-libc-dev openssl gnutls-bin
-	python3 python3-pytest valgrind groff-base strace iproute2
+	python3 python3-pytest valgrind groff-base strace iproute2 curl
 	qemu-system-x86 busybox-static cpio xz-utils kmod dash
 	linux-source-6.12 bc flex bison libelf-dev rsync
 )

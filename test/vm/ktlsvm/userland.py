@@ -15,7 +15,7 @@ from .errors import Failure, log
 from .paths import INIT_SCRIPT
 
 REQUIRED_BINS = ["openssl", "gnutls-cli", "ss", "strace", "kmod", "dash", "bash"]
-OPTIONAL_BINS = ["gnutls-serv", "certtool", "ethtool"]
+OPTIONAL_BINS = ["gnutls-serv", "certtool", "ethtool", "curl"]
 KMOD_LINKS = ["modprobe", "insmod", "rmmod", "lsmod", "modinfo", "depmod"]
 
 ETC_FILES = {
