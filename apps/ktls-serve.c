@@ -22,6 +22,7 @@
 #include <openssl/err.h>
 
 #include "common.h"
+#include "uring.h"
 
 static const char *prog = "ktls-serve";
 
@@ -29,7 +30,7 @@ struct serve_opts {
 	struct app_opts app;
 	const char *cert, *key, *root, *bind_addr;
 	int port;
-	bool echo, verbose, json, handoff;
+	bool echo, verbose, json, handoff, uring;
 	long max_conns;
 	long keyupdate_every;
 	bool keyupdate_requested;
@@ -53,7 +54,11 @@ static void usage(FILE *f)
 		"  --handoff                 after the handshake hand both directions to the\n"
 		"                            kernel and echo (or send files with sendfile(2))\n"
 		"                            on the socket itself\n"
-		"  --timeout SECS            per-connection idle timeout (default 60)\n"
+		"  --uring                   many connections at once on one io_uring ring,\n"
+		"                            each handed off after its handshake (implies\n"
+		"                            --handoff; --root files go out by splice)\n"
+		"  --timeout SECS            per-connection idle timeout (default 60; not\n"
+		"                            with --uring)\n"
 		"  --verbose                 print each connection's offload status (stderr)\n"
 		"  --json                    print one JSON line per connection (stdout)\n"
 		APP_OPTS_HELP
@@ -395,6 +400,7 @@ int main(int argc, char **argv)
 		{ "keyupdate-every", required_argument, NULL, 'u' },
 		{ "keyupdate-requested", no_argument, NULL, 'U' },
 		{ "handoff", no_argument, NULL, 'H' },
+		{ "uring", no_argument, NULL, 'R' },
 		{ "timeout", required_argument, NULL, 't' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "json", no_argument, NULL, 'j' },
@@ -422,6 +428,7 @@ int main(int argc, char **argv)
 		case 'r': o.root = optarg; break;
 		case 'U': o.keyupdate_requested = true; break;
 		case 'H': o.handoff = true; break;
+		case 'R': o.uring = o.handoff = true; break;
 		case 'v': o.verbose = true; break;
 		case 'j': o.json = true; break;
 		case 'h': usage(stdout); return 0;
@@ -444,10 +451,12 @@ int main(int argc, char **argv)
 		}
 	}
 	if (optind != argc || !o.cert || !o.key || (o.echo && o.root) ||
-	    (o.app.own_bio && o.root)) {
+	    (o.app.own_bio && (o.root || o.uring))) {
 		fprintf(stderr, "%s: %s\n", prog,
 			optind != argc ? "unexpected argument" :
 			(o.echo && o.root) ? "--echo and --root exclude each other" :
+			o.uring ? "--own-bio does not work with --uring (a hand-off needs the "
+				  "bridge's own BIO)" :
 			o.root ? "--own-bio works with --echo only (SSL_sendfile needs a "
 				 "descriptor BIO)" :
 			"--cert and --key are required");
@@ -468,6 +477,19 @@ int main(int argc, char **argv)
 	lfd = listen_on(&o);
 	if (lfd < 0)
 		return 1;
+	if (o.uring) {
+		struct uring_opts uo = {
+			.app = &o.app, .prog = prog, .root = o.root, .max_conns = o.max_conns,
+			.keyupdate_every = o.keyupdate_every,
+			.keyupdate_requested = o.keyupdate_requested, .verbose = o.verbose,
+			.json = o.json,
+		};
+
+		r = uring_serve(ctx, lfd, &uo);
+		close(lfd);
+		SSL_CTX_free(ctx);
+		return r;
+	}
 	while (!o.max_conns || served < o.max_conns) {
 		int cfd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
 

@@ -1,0 +1,687 @@
+// SPDX-License-Identifier: MIT
+/*
+ * uring.c - ktls-serve --uring: many connections on one io_uring ring,
+ * each handed off to the kernel after its handshake.
+ *
+ * A connection goes: accept (ring) -> TLS handshake through libssl on the
+ * non-blocking socket -> ktls_conn_handoff() -> its bytes move with ring
+ * operations only.  The handshake is driven by the ring's POLL_ADD: libssl
+ * must be called when the socket is ready, a handshake is a few small
+ * flights, and a poll keeps it in the one loop (no thread hands
+ * connections over, no lock).  After the hand-off:
+ *   receive  RECVMSG with room for the TLS_GET_RECORD_TYPE cmsg; every
+ *            result goes to ktls_conn_received() (records checked and
+ *            counted, control records run, EKEYEXPIRED answered, errors
+ *            answered with their alert), then the receive is re-armed;
+ *   echo     SEND of what came, after ktls_conn_send(ssl, NULL, 0) (a
+ *            KeyUpdate owed to the peer, the bridge's own at the limit);
+ *   --root   the request by RECVMSG, the head by SEND, the file by SPLICE
+ *            file -> pipe -> socket, each piece after
+ *            ktls_conn_send(ssl, NULL, 0).
+ * Control records the bridge sends (KeyUpdates, alerts, close_notify) go
+ * out from inside those calls, with sendmsg on the socket; a non-blocking
+ * socket that has no room keeps an owed KeyUpdate for the next call.
+ * One operation is in flight per connection at a time: its state says
+ * what completes next.  A connection whose hand-off is refused is served
+ * through libssl (userspace records, the reason printed), driven by polls.
+ * Zero-copy send (SEND_ZC) is not used: the kernel's TLS layer does not
+ * take it.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <liburing.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <openssl/err.h>
+
+#include "uring.h"
+
+#ifndef SOL_TLS
+#define SOL_TLS 282
+#endif
+#ifndef TLS_GET_RECORD_TYPE
+#define TLS_GET_RECORD_TYPE 2
+#endif
+#define CT_APPDATA 23
+#define REC_MAX 16384
+#define PIPE_WANT (256 * 1024)
+
+enum ustate {
+	U_HS,		/* a poll for libssl's handshake */
+	U_RECV,		/* RECVMSG */
+	U_PAY,		/* a poll for room for an owed KeyUpdate */
+	U_SEND,		/* SEND of out[out_off..out_len) */
+	U_SPLICE_IN,	/* file -> pipe */
+	U_SPLICE_OUT,	/* pipe -> socket */
+	U_LIB,		/* a poll for libssl (hand-off refused) */
+	U_SHUT,		/* a poll for room for our close_notify */
+};
+
+/* what comes after a SEND (or a paid KeyUpdate) */
+enum unext { N_RECV, N_FILE, N_END };
+
+struct userve;
+
+struct uconn {
+	const struct uring_opts *o;
+	SSL *ssl;
+	int fd;
+	long id;
+	enum ustate st;
+	enum unext next;
+	int (*after_pay)(struct userve *s, struct uconn *c);
+	bool ho, closing, failed;
+	char why[96];
+	struct msghdr msg;
+	struct iovec iov;
+	union {
+		struct cmsghdr align;
+		char b[CMSG_SPACE(sizeof(unsigned char))];
+	} cbuf;
+	unsigned char buf[REC_MAX];
+	const unsigned char *out;
+	size_t out_len, out_off;
+	char req[4096];
+	size_t req_len;
+	char head[256];
+	int file, pipe[2];
+	size_t pipe_cap, in_pipe;
+	off_t file_off, file_size;
+	long records;
+	uint64_t bytes, kus;
+	EVP_MD_CTX *md;
+};
+
+struct userve {
+	struct io_uring ring;
+	SSL_CTX *ctx;
+	const struct uring_opts *o;
+	int lfd;
+	bool accepting;
+	long accepted, ended, failed, live, peak;
+};
+
+static struct io_uring_sqe *sqe_get(struct userve *s)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&s->ring);
+
+	if (!sqe) {	/* the queue is full: hand it to the kernel first */
+		io_uring_submit(&s->ring);
+		sqe = io_uring_get_sqe(&s->ring);
+	}
+	return sqe;
+}
+
+static int arm_accept(struct userve *s)
+{
+	struct io_uring_sqe *sqe = sqe_get(s);
+
+	if (!sqe)
+		return -EBUSY;
+	io_uring_prep_accept(sqe, s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	io_uring_sqe_set_data(sqe, NULL);
+	return 0;
+}
+
+/* The first failure is the connection's: "what: detail" (detail may be
+ * NULL). */
+static void fail(struct uconn *c, const char *what, const char *detail)
+{
+	if (!c->failed)
+		snprintf(c->why, sizeof(c->why), "%s%s%s", what, detail ? ": " : "",
+			 detail ? detail : "");
+	c->failed = true;
+}
+
+static int arm_poll(struct userve *s, struct uconn *c, enum ustate st, unsigned int events)
+{
+	struct io_uring_sqe *sqe = sqe_get(s);
+
+	if (!sqe)
+		return -EBUSY;
+	c->st = st;
+	io_uring_prep_poll_add(sqe, c->fd, events);
+	io_uring_sqe_set_data(sqe, c);
+	return 0;
+}
+
+static int arm_recv(struct userve *s, struct uconn *c)
+{
+	struct io_uring_sqe *sqe = sqe_get(s);
+
+	if (!sqe)
+		return -EBUSY;
+	c->iov.iov_base = c->buf;
+	c->iov.iov_len = sizeof(c->buf);
+	memset(&c->msg, 0, sizeof(c->msg));
+	c->msg.msg_iov = &c->iov;
+	c->msg.msg_iovlen = 1;
+	c->msg.msg_control = c->cbuf.b;
+	c->msg.msg_controllen = sizeof(c->cbuf.b);
+	c->st = U_RECV;
+	io_uring_prep_recvmsg(sqe, c->fd, &c->msg, 0);
+	io_uring_sqe_set_data(sqe, c);
+	return 0;
+}
+
+static int arm_send(struct userve *s, struct uconn *c)
+{
+	struct io_uring_sqe *sqe = sqe_get(s);
+
+	if (!sqe)
+		return -EBUSY;
+	c->st = U_SEND;
+	io_uring_prep_send(sqe, c->fd, c->out + c->out_off, c->out_len - c->out_off,
+			   MSG_NOSIGNAL);
+	io_uring_sqe_set_data(sqe, c);
+	return 0;
+}
+
+/* Before bytes of ours go out on the socket: what the bridge owes the
+ * peer first.  0 armed something, -errno the connection failed. */
+static int pay_then(struct userve *s, struct uconn *c, int (*then)(struct userve *, struct uconn *))
+{
+	ssize_t r = ktls_conn_send(c->ssl, NULL, 0);
+
+	if (r == -EAGAIN) {
+		c->after_pay = then;
+		return arm_poll(s, c, U_PAY, POLLOUT);
+	}
+	if (r < 0) {
+		fail(c, "ktls_conn_send", strerror((int)-r));
+		return (int)r;
+	}
+	return then(s, c);
+}
+
+static int splice_in(struct userve *s, struct uconn *c)
+{
+	struct io_uring_sqe *sqe = sqe_get(s);
+	off_t left = c->file_size - c->file_off;
+
+	if (!sqe)
+		return -EBUSY;
+	c->st = U_SPLICE_IN;
+	io_uring_prep_splice(sqe, c->file, c->file_off, c->pipe[1], -1,
+			     (unsigned int)(left < (off_t)c->pipe_cap ? left : (off_t)c->pipe_cap), 0);
+	io_uring_sqe_set_data(sqe, c);
+	return 0;
+}
+
+static int splice_out(struct userve *s, struct uconn *c)
+{
+	struct io_uring_sqe *sqe = sqe_get(s);
+
+	if (!sqe)
+		return -EBUSY;
+	c->st = U_SPLICE_OUT;
+	io_uring_prep_splice(sqe, c->pipe[0], -1, c->fd, -1, (unsigned int)c->in_pipe, 0);
+	io_uring_sqe_set_data(sqe, c);
+	return 0;
+}
+
+/* The answer to the request in c->req: head filled, and c->next N_FILE
+ * (c->file open, c->file_size set) or N_END (an error status). */
+static void prepare_response(struct uconn *c)
+{
+	char path[4096], *sp = c->req + 4, *end;
+	const char *text = NULL;
+	struct stat st;
+	int code = 200;
+
+	if (strncmp(c->req, "GET /", 5) || !(end = strpbrk(sp, " \r\n"))) {
+		code = 400, text = "bad request";
+	} else {
+		*end = 0;
+		if (strstr(sp, "..") ||
+		    snprintf(path, sizeof(path), "%s%s", c->o->root, sp) >= (int)sizeof(path))
+			code = 403, text = "forbidden";
+		else if ((c->file = open(path, O_RDONLY | O_CLOEXEC)) < 0 ||
+			 fstat(c->file, &st) < 0 || !S_ISREG(st.st_mode))
+			code = 404, text = "not found";
+	}
+	c->out = (const unsigned char *)c->head;
+	c->out_off = 0;
+	if (text) {
+		snprintf(c->head, sizeof(c->head),
+			 "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n%s\n",
+			 code, text, strlen(text) + 1, text);
+		fail(c, "answered", text);
+		c->next = N_END;
+	} else {
+		c->file_size = st.st_size;
+		snprintf(c->head, sizeof(c->head),
+			 "HTTP/1.1 200 OK\r\nContent-Length: %lld\r\nConnection: close\r\n\r\n",
+			 (long long)st.st_size);
+		c->next = N_FILE;
+	}
+	c->out_len = strlen(c->head);
+}
+
+/* Request bytes in; true once the head is complete (or too long). */
+static bool request_add(struct uconn *c, const unsigned char *p, size_t n)
+{
+	size_t room = sizeof(c->req) - 1 - c->req_len;
+
+	if (n > room)
+		n = room;
+	memcpy(c->req + c->req_len, p, n);
+	c->req_len += n;
+	c->req[c->req_len] = 0;
+	return strstr(c->req, "\r\n\r\n") || strstr(c->req, "\n\n") || !room;
+}
+
+static int ring_response(struct userve *s, struct uconn *c)
+{
+	prepare_response(c);
+	if (c->next == N_FILE) {
+		int cap;
+
+		if (pipe2(c->pipe, O_CLOEXEC) < 0) {
+			c->pipe[0] = c->pipe[1] = -1;
+			fail(c, "pipe", strerror(errno));
+			return -EIO;
+		}
+		/* pieces of 16 records; the default pipe (64 KiB) works too */
+		fcntl(c->pipe[1], F_SETPIPE_SZ, PIPE_WANT);
+		cap = fcntl(c->pipe[1], F_GETPIPE_SZ);
+		c->pipe_cap = cap > 0 ? (size_t)cap : 65536;
+	}
+	return pay_then(s, c, arm_send);
+}
+
+/* The next piece of the file, after what the bridge owes the peer;
+ * -ECANCELED once the whole file is out. */
+static int next_piece(struct userve *s, struct uconn *c)
+{
+	if (c->file_off < c->file_size)
+		return pay_then(s, c, splice_in);
+	c->bytes = (uint64_t)c->file_off;
+	return -ECANCELED;
+}
+
+/* Our close_notify, then read until the peer's answer or EOF (unread data
+ * would make close() reset the connection). */
+static int end_cleanly(struct userve *s, struct uconn *c)
+{
+	int r = ktls_conn_shutdown(c->ssl);
+
+	if (r == -EAGAIN)	/* the socket is full of the file's records */
+		return arm_poll(s, c, U_SHUT, POLLOUT);
+	if (r && r != -EPIPE)
+		fail(c, "ktls_conn_shutdown", strerror(-r));
+	c->closing = true;
+	return arm_recv(s, c);
+}
+
+/* ------------------------------------------------------------------ */
+/* Through libssl: the hand-off was refused                             */
+/* ------------------------------------------------------------------ */
+
+/* Echo, or the request then the file, by SSL_read/SSL_write on the
+ * non-blocking socket.  0 a poll is armed, 1 ended, -1 failed. */
+static int lib_step(struct userve *s, struct uconn *c)
+{
+	for (;;) {
+		int n, e;
+
+		if (c->out_off < c->out_len) {
+			n = SSL_write(c->ssl, c->out + c->out_off, (int)(c->out_len - c->out_off));
+			if (n <= 0)
+				goto wait;
+			c->out_off += (size_t)n;
+			continue;
+		}
+		if (c->o->root && c->next == N_FILE) {
+			ssize_t r = pread(c->file, c->buf, sizeof(c->buf), c->file_off);
+
+			if (r < 0) {
+				fail(c, "reading the file", strerror(errno));
+				return -1;
+			}
+			if (r > 0) {
+				c->file_off += r;
+				c->out = c->buf;
+				c->out_len = (size_t)r;
+				c->out_off = 0;
+				continue;
+			}
+			c->bytes = (uint64_t)c->file_off;
+			c->next = N_END;
+		}
+		if (c->next == N_END) {
+			SSL_shutdown(c->ssl);
+			return c->failed ? -1 : 1;
+		}
+		n = SSL_read(c->ssl, c->buf, sizeof(c->buf));
+		if (n <= 0)
+			goto wait;
+		if (c->o->root) {
+			if (request_add(c, c->buf, (size_t)n))
+				prepare_response(c);
+			continue;
+		}
+		EVP_DigestUpdate(c->md, c->buf, (size_t)n);
+		c->bytes += (uint64_t)n;
+		c->out = c->buf;
+		c->out_len = (size_t)n;
+		c->out_off = 0;
+		continue;
+wait:
+		e = SSL_get_error(c->ssl, n);
+		if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+			return arm_poll(s, c, U_LIB, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT) ?
+				       -1 : 0;
+		if (e == SSL_ERROR_ZERO_RETURN && !c->o->root) {
+			SSL_shutdown(c->ssl);
+			return 1;
+		}
+		fail(c, e == SSL_ERROR_ZERO_RETURN ? "the peer closed before the answer" :
+						     "libssl failed", NULL);
+		app_ssl_errors(c->o->prog, "SSL_read/SSL_write");
+		return -1;
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Connections                                                          */
+/* ------------------------------------------------------------------ */
+
+static void conn_report(struct userve *s, struct uconn *c)
+{
+	const struct uring_opts *o = c->o;
+	char hex[65] = "";
+
+	if (!o->root)
+		app_sha256_hex(c->md, hex);
+	if (o->verbose) {
+		fprintf(stderr, "%s: ring conn %ld: %s %s, %s %llu bytes%s%s%s\n", o->prog, c->id,
+			SSL_get_version(c->ssl), SSL_get_cipher_name(c->ssl),
+			o->root ? "sent" : "echoed", (unsigned long long)c->bytes,
+			c->ho ? " (handed off)" : " (through libssl)", c->failed ? ": " : "",
+			c->failed ? c->why : "");
+		app_print_status(stderr, "  ", c->ssl);
+	}
+	if (o->json) {
+		printf("{\"conn\":%ld,\"ok\":%s,\"error\":\"%s\",\"ring\":true,"
+		       "\"protocol\":\"%s\",\"cipher\":\"%s\",\"bytes\":%llu,"
+		       "\"sha256_in\":\"%s\",\"keyupdates_sent\":%llu,\"handoff\":%s,"
+		       "\"splice\":%s,\"status\":%s}\n",
+		       c->id, c->failed ? "false" : "true", c->failed ? c->why : "",
+		       SSL_get_version(c->ssl), SSL_get_cipher_name(c->ssl),
+		       (unsigned long long)c->bytes, hex, (unsigned long long)c->kus,
+		       c->ho ? "true" : "false", c->ho && o->root && c->pipe[0] >= 0 ? "true" : "false",
+		       app_status_json(c->ssl));
+		fflush(stdout);
+	}
+	s->ended++;
+	if (c->failed)
+		s->failed++;
+}
+
+static void conn_free(struct userve *s, struct uconn *c)
+{
+	conn_report(s, c);
+	ERR_clear_error();
+	SSL_free(c->ssl);
+	EVP_MD_CTX_free(c->md);
+	close(c->fd);
+	if (c->file >= 0)
+		close(c->file);
+	if (c->pipe[0] >= 0) {
+		close(c->pipe[0]);
+		close(c->pipe[1]);
+	}
+	free(c);
+	s->live--;
+}
+
+static struct uconn *conn_new(struct userve *s, int fd)
+{
+	struct uconn *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return NULL;
+	c->o = s->o;
+	c->fd = fd;
+	c->file = c->pipe[0] = c->pipe[1] = -1;
+	c->id = ++s->accepted;
+	c->ssl = SSL_new(s->ctx);
+	c->md = EVP_MD_CTX_new();
+	if (!c->ssl || !c->md || !EVP_DigestInit_ex(c->md, EVP_sha256(), NULL) ||
+	    app_attach(c->ssl, fd, s->o->app, s->o->prog)) {
+		SSL_free(c->ssl);
+		EVP_MD_CTX_free(c->md);
+		free(c);
+		return NULL;
+	}
+	s->live++;
+	if (s->live > s->peak)
+		s->peak = s->live;
+	return c;
+}
+
+/* The handshake's next step; then the hand-off.  0 armed, <0 failed. */
+static int hs_step(struct userve *s, struct uconn *c)
+{
+	int r = SSL_accept(c->ssl), e, ret;
+
+	if (r != 1) {
+		e = SSL_get_error(c->ssl, r);
+		if (e == SSL_ERROR_WANT_READ)
+			return arm_poll(s, c, U_HS, POLLIN);
+		if (e == SSL_ERROR_WANT_WRITE)
+			return arm_poll(s, c, U_HS, POLLOUT);
+		fail(c, "TLS handshake failed", NULL);
+		app_ssl_errors(s->o->prog, "TLS handshake");
+		return -EPROTO;
+	}
+	ret = ktls_conn_handoff(c->ssl);
+	c->ho = ret == 0;
+	if (ret) {	/* nothing changed: go on through libssl and say why */
+		fprintf(stderr, "%s: ring conn %ld: hand-off refused (%s); going on through libssl\n",
+			s->o->prog, c->id, strerror(-ret));
+		ret = lib_step(s, c);
+		return ret == 0 ? 0 : ret > 0 ? -ECANCELED : -EIO;
+	}
+	return arm_recv(s, c);
+}
+
+/* A receive completed on a handed-off connection. */
+static int on_recv(struct userve *s, struct uconn *c, int res)
+{
+	struct cmsghdr *cm;
+	int type = CT_APPDATA, r;
+
+	if (res > 0)
+		for (cm = CMSG_FIRSTHDR(&c->msg); cm; cm = CMSG_NXTHDR(&c->msg, cm))
+			if (cm->cmsg_level == SOL_TLS && cm->cmsg_type == TLS_GET_RECORD_TYPE)
+				type = *CMSG_DATA(cm);
+	r = ktls_conn_received(c->ssl, res, type, c->buf);
+	if (r < 0) {
+		if (!c->closing)
+			fail(c, "the connection ended", strerror(-r));
+		return r;
+	}
+	if (r == 1) {	/* close_notify (answered) or EOF */
+		if (!c->closing && c->o->root)
+			fail(c, "the peer closed before the answer", NULL);
+		return -ECANCELED;
+	}
+	if (res <= 0 || type != CT_APPDATA || c->closing)
+		return arm_recv(s, c);
+	if (c->o->root)
+		return request_add(c, c->buf, (size_t)res) ? ring_response(s, c) : arm_recv(s, c);
+	EVP_DigestUpdate(c->md, c->buf, (size_t)res);
+	c->bytes += (uint64_t)res;
+	c->out = c->buf;
+	c->out_len = (size_t)res;
+	c->out_off = 0;
+	c->next = N_RECV;
+	return pay_then(s, c, arm_send);
+}
+
+/* The echo of one record went out: our KeyUpdate when it is due. */
+static int after_echo(struct userve *s, struct uconn *c)
+{
+	const struct uring_opts *o = c->o;
+
+	if (o->keyupdate_every && ++c->records % o->keyupdate_every == 0 &&
+	    SSL_version(c->ssl) == TLS1_3_VERSION) {
+		int r = ktls_conn_keyupdate(c->ssl, o->keyupdate_requested);
+
+		if (r && r != -EAGAIN) {
+			fail(c, "ktls_conn_keyupdate", strerror(-r));
+			return r;
+		}
+		if (!r)
+			c->kus++;
+	}
+	return arm_recv(s, c);
+}
+
+/* One completion of connection c; <0 ends it (-ECANCELED: cleanly). */
+static int on_done(struct userve *s, struct uconn *c, int res)
+{
+	switch (c->st) {
+	case U_HS:
+		return hs_step(s, c);
+	case U_LIB: {
+		int r = lib_step(s, c);
+
+		return r == 0 ? 0 : r > 0 ? -ECANCELED : -EIO;
+	}
+	case U_RECV:
+		return on_recv(s, c, res);
+	case U_PAY:
+		return pay_then(s, c, c->after_pay);
+	case U_SHUT:
+		return end_cleanly(s, c);
+	case U_SEND:
+		if (res < 0) {
+			if (res == -EAGAIN || res == -EINTR)
+				return arm_send(s, c);
+			fail(c, "send", strerror(-res));
+			return res;
+		}
+		c->out_off += (size_t)res;
+		if (c->out_off < c->out_len)
+			return arm_send(s, c);
+		if (c->next == N_RECV)
+			return after_echo(s, c);
+		if (c->next == N_FILE) {
+			int r = next_piece(s, c);
+
+			return r == -ECANCELED ? end_cleanly(s, c) : r;
+		}
+		return end_cleanly(s, c);
+	case U_SPLICE_IN:
+		if (res <= 0) {
+			fail(c, "splice from the file", res ? strerror(-res) : "it ended early");
+			return res ? res : -EIO;
+		}
+		c->file_off += res;
+		c->in_pipe = (size_t)res;
+		return splice_out(s, c);
+	case U_SPLICE_OUT:
+		if (res <= 0) {
+			if (res == -EAGAIN || res == -EINTR)
+				return splice_out(s, c);
+			fail(c, "splice to the socket", res ? strerror(-res) : "no progress");
+			return res ? res : -EIO;
+		}
+		c->in_pipe -= (size_t)res;
+		if (c->in_pipe)
+			return splice_out(s, c);
+		{
+			int r = next_piece(s, c);
+
+			return r == -ECANCELED ? end_cleanly(s, c) : r;
+		}
+	}
+	return -EINVAL;
+}
+
+static void on_accept(struct userve *s, int res)
+{
+	const struct uring_opts *o = s->o;
+	struct uconn *c;
+
+	if (res < 0) {
+		if (res != -EINTR && res != -ECONNABORTED && res != -EAGAIN)
+			fprintf(stderr, "%s: accept: %s\n", o->prog, strerror(-res));
+	} else if (!(c = conn_new(s, res))) {
+		fprintf(stderr, "%s: ring: cannot set up a connection (out of memory?)\n", o->prog);
+		close(res);
+		s->accepted++;
+		s->ended++;
+		s->failed++;
+	} else if (hs_step(s, c) < 0) {
+		conn_free(s, c);
+	}
+	s->accepting = !o->max_conns || s->accepted < o->max_conns;
+	if (s->accepting && arm_accept(s)) {
+		fprintf(stderr, "%s: ring: no room to accept\n", o->prog);
+		s->accepting = false;
+	}
+}
+
+static long rss_kib(const char *what)
+{
+	char line[128];
+	long v = -1;
+	FILE *f = fopen("/proc/self/status", "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, what, strlen(what)))
+			v = strtol(line + strlen(what), NULL, 10);
+	fclose(f);
+	return v;
+}
+
+int uring_serve(SSL_CTX *ctx, int lfd, const struct uring_opts *o)
+{
+	struct userve s = { .ctx = ctx, .o = o, .lfd = lfd, .accepting = true };
+	long rss0 = rss_kib("VmRSS:");
+	int ret;
+
+	ret = io_uring_queue_init(o->entries ? o->entries : 1024, &s.ring, 0);
+	if (ret < 0) {
+		fprintf(stderr, "%s: io_uring_queue_init: %s\n", o->prog, strerror(-ret));
+		return 1;
+	}
+	fprintf(stderr, "%s: io_uring ring of %u entries\n", o->prog, s.ring.sq.ring_entries);
+	arm_accept(&s);
+	while (s.accepting || s.live) {
+		struct io_uring_cqe *cqe;
+		unsigned int head, seen = 0;
+
+		ret = io_uring_submit_and_wait(&s.ring, 1);
+		if (ret < 0 && ret != -EINTR) {
+			fprintf(stderr, "%s: io_uring_submit_and_wait: %s\n", o->prog, strerror(-ret));
+			break;
+		}
+		io_uring_for_each_cqe(&s.ring, head, cqe) {
+			struct uconn *c = io_uring_cqe_get_data(cqe);
+
+			seen++;
+			if (!c)
+				on_accept(&s, cqe->res);
+			else if (on_done(&s, c, cqe->res) < 0)
+				conn_free(&s, c);
+		}
+		io_uring_cq_advance(&s.ring, seen);
+	}
+	io_uring_queue_exit(&s.ring);
+	fprintf(stderr, "%s: ring: %ld connections, %ld failed, at most %ld at once; "
+			"VmRSS %ld KiB at the start, %ld at the end, peak (VmHWM) %ld KiB\n",
+		o->prog, s.ended, s.failed, s.peak, rss0, rss_kib("VmRSS:"), rss_kib("VmHWM:"));
+	return ret < 0 && ret != -EINTR ? 1 : 0;
+}

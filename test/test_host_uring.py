@@ -1,0 +1,101 @@
+"""ktls-serve --uring on this host: its kernel has no kTLS, so every
+hand-off is refused and the ring serves the connections through libssl,
+driven by its poll operations; this checks the ring's event loop, the
+fallback and the byte counts.  The kernel's side (hand-off, RECVMSG,
+SEND, SPLICE, tls_stat) is test_vm_uring.py's."""
+
+import json
+import subprocess
+
+import pytest
+
+from conftest import ktls_skip
+from helpers import app, free_port, host_has_ktls, make_cert, sha256, wait_port
+
+pytestmark = pytest.mark.host
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    if host_has_ktls():
+        ktls_skip("this host kernel has kTLS", allowed="host-has-ktls")
+    return make_cert(str(tmp_path_factory.mktemp("certs")))
+
+
+def ring(certs, conns, *extra):
+    cert, key = certs
+    port = free_port()
+    proc = subprocess.Popen([app("ktls-serve"), "--cert", cert, "--key", key, "--port",
+                             str(port), "--uring", "--json", "--max-conns", str(conns), *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_port(port, proc)
+    return proc, port
+
+
+def finish(proc):
+    try:
+        out, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        raise AssertionError("ktls-serve --uring did not end: " + err[-2000:])
+    assert proc.returncode == 0, err
+    return [json.loads(line) for line in out.splitlines()], err
+
+
+def test_ring_echoes_parallel_connections_through_libssl(certs):
+    n = 12
+    serve, port = ring(certs, n)
+    clients = [subprocess.Popen([app("ktls-client"), "--json", "--bytes", "512k",
+                                 "--keyupdate-every", "4", "--keyupdate-requested",
+                                 "127.0.0.1:%d" % port],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for _ in range(n)]
+    results = [json.loads(c.communicate(timeout=120)[0]) for c in clients]
+    lines, err = finish(serve)
+    assert err.count("hand-off refused (Operation not supported); going on through libssl") \
+        == n, err
+    assert "ring: %d connections, 0 failed" % n in err, err
+    for c in results:
+        assert c["ok"] and c["bytes_received"] == c["bytes_sent"] == 512 << 10, c
+        assert c["keyupdates_sent"] == (32 - 1) // 4, c
+    assert len(lines) == n
+    for s in lines:
+        assert s["ok"] and s["ring"] and not s["handoff"] and s["bytes"] == 512 << 10, s
+    assert sorted(s["sha256_in"] for s in lines) == sorted(c["sha256_sent"] for c in results)
+
+
+def test_ring_serves_files_and_errors(certs, tmp_path):
+    root = tmp_path / "www"
+    root.mkdir()
+    body = bytes(range(256)) * 12289
+    (root / "f").write_bytes(body)
+    serve, port = ring(certs, 3, "--root", str(root))
+
+    def get(path):
+        r = subprocess.run([app("ktls-client"), "--json", "--mode", "recv", "--get", path,
+                            "127.0.0.1:%d" % port], capture_output=True, text=True,
+                           timeout=60)
+        return r.returncode, json.loads(r.stdout)
+
+    rc, c = get("/f")
+    assert rc == 0 and c["sha256_received"] == sha256(body), c
+    assert c["body_bytes"] == len(body), c
+    rc, c = get("/missing")
+    assert rc != 0 and c["responses"] == 1 and c["responses_200"] == 0, c
+    rc, c = get("/../etc/passwd")
+    assert rc != 0 and c["responses_200"] == 0, c
+    lines, err = finish(serve)
+    assert [s["ok"] for s in lines] == [True, False, False], lines
+    assert lines[0]["bytes"] == len(body) and not lines[0]["splice"], lines[0]
+    assert lines[1]["error"] == "answered: not found", lines[1]
+    assert lines[2]["error"] == "answered: forbidden", lines[2]
+    assert "ring: 3 connections, 2 failed" in err, err
+
+
+def test_ring_refuses_own_bio(certs):
+    cert, key = certs
+    r = subprocess.run([app("ktls-serve"), "--cert", cert, "--key", key, "--uring",
+                        "--own-bio"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2
+    assert "--own-bio does not work with --uring" in r.stderr, r.stderr
