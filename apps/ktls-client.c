@@ -7,8 +7,10 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -19,6 +21,7 @@
 
 #include "common.h"
 #include "httpget.h"
+#include "loadgen.h"
 
 static const char *prog = "ktls-client";
 
@@ -35,7 +38,7 @@ struct client_opts {
 	const char *request;	/* sent first in recv mode */
 	const char *get;	/* --get PATH: HTTP/1.1 keep-alive requests */
 	int requests;		/* how many (--requests) */
-	struct http_get *http;
+	unsigned connections;	/* --connections N: N at once; 0: one, as always */
 	FILE *output;		/* received bytes go here too */
 	int timeout;
 	const char *host, *port;
@@ -67,13 +70,17 @@ static void usage(FILE *f)
 		"                            kernel and move the data on the socket itself\n"
 		"  --cafile FILE             verify the server against FILE (default: no check)\n"
 		"  --servername NAME         SNI / name to verify\n"
+		"  --connections N           N connections at once (1 to 10000), each with\n"
+		"                            the transfer and checks above; prints the\n"
+		"                            failed ones, totals and transfer-time p50/p99\n"
 		"  --timeout SECS            give up after SECS without progress (default 60)\n"
 		"  --json                    one JSON object with results and status on stdout\n"
 		APP_OPTS_HELP
 		"  -h, --help                this text\n\n"
 		"Exit status: 0 transfer complete and hashes match, 1 transfer or hash\n"
 		"check failed, 2 usage, 3 openssl.cnf failed to load, or could not connect\n"
-		"or handshake.\n");
+		"or handshake.  With --connections: 0 all succeeded, 1 any failed (a\n"
+		"connection that cannot connect or handshake too).\n");
 }
 
 /* "\r" and "\n" escapes, in place. */
@@ -93,35 +100,25 @@ static char *unescape(char *s)
 	return s;
 }
 
-static int connect_to(const char *host, const char *port)
+/* HOST:PORT's addresses (once: every connection uses them); NULL when
+ * they do not resolve (message printed). */
+static struct addrinfo *resolve(const char *host, const char *port)
 {
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res, *ai;
-	int fd = -1, r;
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res;
+	int r = getaddrinfo(host, port, &hints, &res);
 
-	r = getaddrinfo(host, port, &hints, &res);
 	if (r) {
 		fprintf(stderr, "%s: %s:%s: %s\n", prog, host, port, gai_strerror(r));
-		return -1;
+		return NULL;
 	}
-	for (ai = res; ai; ai = ai->ai_next) {
-		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
-		if (fd < 0)
-			continue;
-		if (!connect(fd, ai->ai_addr, ai->ai_addrlen))
-			break;
-		close(fd);
-		fd = -1;
-	}
-	if (fd < 0)
-		fprintf(stderr, "%s: connect %s:%s: %s\n", prog, host, port, strerror(errno));
-	freeaddrinfo(res);
-	return fd;
+	return res;
 }
 
 struct xfer {
 	uint64_t sent, recvd, kus, records;
 	EVP_MD_CTX *md_out, *md_in;
 	FILE *output;
+	struct http_get *http;	/* --get: this connection's requests */
 	const char *error;
 };
 
@@ -177,7 +174,7 @@ static int send_request(SSL *ssl, struct http_get *h, short *events, struct xfer
 /* Non-blocking loop: write the stream while reading what comes back. */
 static int run(SSL *ssl, int fd, const struct client_opts *o, struct xfer *x)
 {
-	static uint8_t wbuf[16384], rbuf[16384];
+	uint8_t wbuf[16384], rbuf[16384];	/* on the stack: one per thread */
 	size_t wlen = 0;	/* pending chunk (retry with the same buffer) */
 	bool send_done = o->mode == MODE_RECV, recv_done = o->mode == MODE_SEND;
 	time_t last = time(NULL);
@@ -188,7 +185,7 @@ static int run(SSL *ssl, int fd, const struct client_opts *o, struct xfer *x)
 		bool progress = false;
 		int n, e;
 
-		n = send_request(ssl, o->http, &events, x);
+		n = send_request(ssl, x->http, &events, x);
 		if (n < 0)
 			return -1;
 		progress = n > 0;
@@ -228,13 +225,13 @@ static int run(SSL *ssl, int fd, const struct client_opts *o, struct xfer *x)
 		while (!recv_done) {
 			n = SSL_read(ssl, rbuf, sizeof(rbuf));
 			if (n > 0) {
-				if (o->http) {
-					if (http_get_feed(o->http, rbuf, (size_t)n, take_in, x)) {
+				if (x->http) {
+					if (http_get_feed(x->http, rbuf, (size_t)n, take_in, x)) {
 						if (!x->error)
-							x->error = o->http->error;
+							x->error = x->http->error;
 						return -1;
 					}
-					recv_done = http_get_done(o->http);
+					recv_done = http_get_done(x->http);
 				} else if (take_in(x, rbuf, (size_t)n)) {
 					return -1;
 				}
@@ -248,7 +245,7 @@ static int run(SSL *ssl, int fd, const struct client_opts *o, struct xfer *x)
 				 * last response: the server reads no more and closes,
 				 * and unread records would reset the connection. */
 				if (o->mode == MODE_RECV && o->keyupdate_every && !recv_done &&
-				    (!o->http || o->http->made < o->http->requests) &&
+				    (!x->http || x->http->made < x->http->requests) &&
 				    ++x->records % (uint64_t)o->keyupdate_every == 0 &&
 				    keyupdate(ssl, o, x))
 					return -1;
@@ -262,7 +259,7 @@ static int run(SSL *ssl, int fd, const struct client_opts *o, struct xfer *x)
 			} else if (o->mode == MODE_RECV &&
 				   (e == SSL_ERROR_ZERO_RETURN ||
 				    (e == SSL_ERROR_SYSCALL && !ERR_peek_error()))) {
-				if (o->http && !http_get_done(o->http)) {
+				if (x->http && !http_get_done(x->http)) {
 					x->error = "the server closed before the last response";
 					return -1;
 				}
@@ -298,7 +295,7 @@ static int run(SSL *ssl, int fd, const struct client_opts *o, struct xfer *x)
 /* The same transfer after ktls_conn_handoff(): the kernel has the records. */
 static int run_handoff(SSL *ssl, int fd, const struct client_opts *o, struct xfer *x)
 {
-	static uint8_t wbuf[16384], rbuf[16384];
+	uint8_t wbuf[16384], rbuf[16384];
 	size_t wlen = 0;
 	bool send_done = o->mode == MODE_RECV, recv_done = o->mode == MODE_SEND;
 	bool ku_due = false;	/* a KeyUpdate waits for room in the socket */
@@ -358,7 +355,7 @@ static int run_handoff(SSL *ssl, int fd, const struct client_opts *o, struct xfe
 			n = ktls_conn_recv(ssl, rbuf, sizeof(rbuf));
 			if (n > 0) {
 				EVP_DigestUpdate(x->md_in, rbuf, (size_t)n);
-				if (o->output && fwrite(rbuf, 1, (size_t)n, o->output) != (size_t)n) {
+				if (x->output && fwrite(rbuf, 1, (size_t)n, x->output) != (size_t)n) {
 					x->error = "writing --output failed";
 					return -1;
 				}
@@ -401,6 +398,300 @@ static int run_handoff(SSL *ssl, int fd, const struct client_opts *o, struct xfe
 	return 0;
 }
 
+/* One connection from connect to close: a run makes one, --connections N. */
+struct conn {
+	const struct client_opts *o;
+	bool quiet;		/* --connections: keep what failed in step and why */
+	int fd;
+	SSL *ssl;
+	bool handed_off;
+	struct xfer x;
+	struct http_get http;	/* --get: this connection's requests */
+	struct timespec t0, t1;	/* connect start, end of the transfer */
+	char out_hex[65], in_hex[65];
+	const char *step;	/* quiet: what failed ... */
+	char why[256];		/* ... and why */
+};
+
+/* A failure: said on stderr now, or (quiet) kept for the summary. */
+static void conn_say(struct conn *c, const char *step, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void conn_say(struct conn *c, const char *step, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	if (!c->quiet) {
+		fprintf(stderr, "%s: ", prog);
+		vfprintf(stderr, fmt, ap);
+		fputc('\n', stderr);
+	} else if (!c->step) {
+		c->step = step;
+		vsnprintf(c->why, sizeof(c->why), fmt, ap);
+	}
+	va_end(ap);
+}
+
+/* Why, in one line: OpenSSL's first error, else errno's text, else "". */
+static void last_error(char *buf, size_t len)
+{
+	unsigned long e = ERR_peek_error();
+
+	buf[0] = 0;
+	if (e)
+		ERR_error_string_n(e, buf, len);
+	else if (errno)
+		snprintf(buf, len, "%s", strerror(errno));
+}
+
+/* An OpenSSL call failed: its error queue printed, or (quiet) kept. */
+static void conn_say_ssl(struct conn *c, const char *step, const char *what)
+{
+	char e[160];
+
+	if (!c->quiet) {
+		app_ssl_errors(prog, what);
+		return;
+	}
+	last_error(e, sizeof(e));
+	conn_say(c, step, "%s failed%s%s", what, *e ? ": " : "", e);
+}
+
+static int conn_connect(struct conn *c, const struct addrinfo *addrs)
+{
+	const struct addrinfo *ai;
+	int err = 0;
+
+	for (ai = addrs; ai; ai = ai->ai_next) {
+		c->fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+		if (c->fd < 0) {
+			err = errno;
+			continue;
+		}
+		if (!connect(c->fd, ai->ai_addr, ai->ai_addrlen))
+			return 0;
+		err = errno;
+		close(c->fd);
+		c->fd = -1;
+	}
+	conn_say(c, "connect", "connect %s:%s: %s", c->o->host, c->o->port, strerror(err));
+	return -1;
+}
+
+/* Connect, attach the bridge, handshake, send --request and hand off:
+ * 0, 2 (--request could not be sent) or 3 (connect, setup, handshake). */
+static int conn_open(struct conn *c, SSL_CTX *ctx, const struct addrinfo *addrs)
+{
+	const struct client_opts *o = c->o;
+	const char *name = o->servername ? o->servername : o->host;
+	/* the handshake blocks: --timeout bounds each wait in it too */
+	struct timeval tv = { .tv_sec = o->timeout };
+	int r;
+
+	clock_gettime(CLOCK_MONOTONIC, &c->t0);
+	if (conn_connect(c, addrs))
+		return 3;
+	setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	c->ssl = SSL_new(ctx);
+	if (!c->ssl || app_attach(c->ssl, c->fd, &o->app, prog)) {
+		if (c->quiet)	/* app_attach() said why */
+			conn_say(c, "setup", c->ssl ? "attaching the bridge failed" : "SSL_new failed");
+		return 3;
+	}
+	SSL_set_tlsext_host_name(c->ssl, (char *)name);
+	if (o->servername && o->cafile)
+		SSL_set1_host(c->ssl, o->servername);
+	if (SSL_connect(c->ssl) <= 0) {
+		conn_say_ssl(c, "handshake", "TLS handshake");
+		return 3;
+	}
+	if (o->request && SSL_write(c->ssl, o->request, (int)strlen(o->request)) <= 0) {
+		conn_say_ssl(c, "request", "sending --request");
+		return 2;
+	}
+	c->x.output = o->output;
+	if (o->get) {	/* the path was checked with the options */
+		http_get_init(&c->http, o->get, name, o->requests);
+		c->x.http = &c->http;
+	}
+	c->x.md_out = EVP_MD_CTX_new();
+	c->x.md_in = EVP_MD_CTX_new();
+	if (!c->x.md_out || !c->x.md_in || !EVP_DigestInit_ex(c->x.md_out, EVP_sha256(), NULL) ||
+	    !EVP_DigestInit_ex(c->x.md_in, EVP_sha256(), NULL)) {
+		conn_say_ssl(c, "setup", "setting up SHA-256");
+		return 3;
+	}
+	if (o->handoff) {
+		r = ktls_conn_handoff(c->ssl);
+		c->handed_off = r == 0;
+		if (r && !c->quiet)	/* nothing changed: go on through libssl, say why */
+			fprintf(stderr, "%s: hand-off refused (%s); continuing through libssl\n",
+				prog, strerror(-r));
+	}
+	return 0;
+}
+
+/* The transfer: 0, or 1 (said why). */
+static int conn_transfer(struct conn *c)
+{
+	int rc = c->handed_off ? run_handoff(c->ssl, c->fd, c->o, &c->x) :
+				 run(c->ssl, c->fd, c->o, &c->x);
+	char e[160];
+
+	clock_gettime(CLOCK_MONOTONIC, &c->t1);
+	if (!rc)
+		return 0;
+	if (c->quiet) {
+		last_error(e, sizeof(e));
+		conn_say(c, "transfer", "%s after %llu bytes sent, %llu received%s%s", c->x.error,
+			 (unsigned long long)c->x.sent, (unsigned long long)c->x.recvd,
+			 *e ? ": " : "", e);
+		return 1;
+	}
+	fprintf(stderr, "%s: %s after %llu bytes sent, %llu received\n", prog, c->x.error,
+		(unsigned long long)c->x.sent, (unsigned long long)c->x.recvd);
+	if (ERR_peek_error())
+		app_ssl_errors(prog, "the transfer");
+	else if (errno)
+		fprintf(stderr, "%s: last error: %s\n", prog, strerror(errno));
+	return 1;
+}
+
+/* The end of the connection after the transfer (rc: how it went). */
+static void conn_close(struct conn *c, int rc)
+{
+	struct timeval tv = { .tv_sec = c->o->timeout };
+	char sink[4096];
+
+	if (rc) {
+		/* The socket is non-blocking, so the bridge did not wait after
+		 * its fatal alert: wait now, or close() could reset the
+		 * connection before the server has read why it ended. */
+		ktls_conn_linger(c->ssl, -1);
+		return;
+	}
+	/* Wait for the peer to finish: closing with its KeyUpdates or
+	 * tickets unread would reset the connection and lose our data. */
+	setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (c->handed_off) {
+		if (!ktls_conn_shutdown(c->ssl))
+			while (ktls_conn_recv(c->ssl, sink, sizeof(sink)) > 0)
+				;
+	} else if (SSL_shutdown(c->ssl) == 0)
+		while (SSL_read(c->ssl, sink, sizeof(sink)) > 0)
+			;
+	/* libssl may stop early (it will not answer a KeyUpdate after
+	 * close_notify): read on to EOF so that close() sends no RST. */
+	ERR_clear_error();
+	shutdown(c->fd, SHUT_WR);
+	while (read(c->fd, sink, sizeof(sink)) > 0)
+		;
+}
+
+/* The hashes, and the checks after the transfer: rc, or 1 (said why). */
+static int conn_check(struct conn *c, int rc)
+{
+	const struct xfer *x = &c->x;
+	bool match;
+
+	app_sha256_hex(x->md_out, c->out_hex);
+	app_sha256_hex(x->md_in, c->in_hex);
+	match = c->o->mode != MODE_ECHO || (x->sent == x->recvd && !strcmp(c->out_hex, c->in_hex));
+	if (!rc && x->http && x->http->ok != x->http->answered) {
+		conn_say(c, "http", "%d of %d responses were not \"200\"",
+			 x->http->answered - x->http->ok, x->http->answered);
+		c->x.error = "HTTP status not 200";
+		rc = 1;
+	}
+	if (!rc && !match) {
+		conn_say(c, "hash", "echo mismatch: sent %llu bytes sha256 %s, received %llu sha256 %s",
+			 (unsigned long long)x->sent, c->out_hex, (unsigned long long)x->recvd,
+			 c->in_hex);
+		rc = 1;
+	}
+	return rc;
+}
+
+static void conn_free(struct conn *c)
+{
+	EVP_MD_CTX_free(c->x.md_out);
+	EVP_MD_CTX_free(c->x.md_in);
+	SSL_free(c->ssl);
+	if (c->fd >= 0)
+		close(c->fd);
+	if (c->quiet)	/* this thread's queue, said in why */
+		ERR_clear_error();
+}
+
+/* --connections: what every connection shares. */
+struct load {
+	const struct client_opts *o;
+	SSL_CTX *ctx;
+	const struct addrinfo *addrs;
+};
+
+static int local_port(int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+
+	if (fd < 0 || getsockname(fd, (struct sockaddr *)&ss, &len))
+		return 0;
+	if (ss.ss_family == AF_INET6)
+		return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+	return ss.ss_family == AF_INET ? ntohs(((struct sockaddr_in *)&ss)->sin_port) : 0;
+}
+
+/* One of the --connections, in a thread of its own: a single run, quiet. */
+static void load_one(void *arg, unsigned idx, struct lg_result *r)
+{
+	const struct load *l = arg;
+	struct conn c = { .o = l->o, .quiet = true, .fd = -1 };
+	int rc;
+
+	(void)idx;
+	rc = conn_open(&c, l->ctx, l->addrs);
+	r->port = local_port(c.fd);
+	if (!rc) {
+		rc = conn_transfer(&c);
+		conn_close(&c, rc);
+		rc = conn_check(&c, rc);
+		r->have_status = !ktls_conn_status(c.ssl, &r->status);
+		r->transfer_ns = (uint64_t)(c.t1.tv_sec - c.t0.tv_sec) * 1000000000u +
+				 (uint64_t)c.t1.tv_nsec - (uint64_t)c.t0.tv_nsec;
+	}
+	r->ok = !rc;
+	if (rc) {
+		r->step = c.step;
+		snprintf(r->error, sizeof(r->error), "%s", c.why);
+	}
+	r->sent = c.x.sent;
+	r->received = c.x.recvd;
+	r->keyupdates = c.x.kus;
+	r->handoff = c.handed_off;
+	conn_free(&c);
+}
+
+/* --connections N: all at once; 0 when all succeeded, else 1. */
+static int load_run(const struct client_opts *o, SSL_CTX *ctx, const struct addrinfo *addrs)
+{
+	struct load l = { o, ctx, addrs };
+	struct lg_result *res = calloc(o->connections, sizeof(*res));
+	uint64_t wall;
+	unsigned failed;
+
+	if (!res) {
+		fprintf(stderr, "%s: --connections %u: %s\n", prog, o->connections, strerror(ENOMEM));
+		return 3;
+	}
+	lg_run(o->connections, load_one, &l, res, &wall);
+	failed = lg_report(prog, res, o->connections, wall, o->json);
+	free(res);
+	return failed ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -413,6 +704,7 @@ int main(int argc, char **argv)
 		{ "request", required_argument, NULL, 'R' },
 		{ "get", required_argument, NULL, 'g' },
 		{ "requests", required_argument, NULL, 'N' },
+		{ "connections", required_argument, NULL, 'c' },
 		{ "output", required_argument, NULL, 'o' },
 		{ "servername", required_argument, NULL, 'S' },
 		{ "timeout", required_argument, NULL, 't' },
@@ -422,13 +714,13 @@ int main(int argc, char **argv)
 		{ 0 },
 	};
 	struct client_opts o = { .bytes = 1 << 20, .timeout = 60, .requests = 1 };
-	struct xfer x = { 0 };
-	struct http_get http;
-	char out_hex[65] = "", in_hex[65] = "", diag[64], kopts[80] = "null", *colon, *end;
+	struct conn c = { .o = &o, .fd = -1 };
+	struct addrinfo *addrs = NULL;
+	char diag[64], kopts[80] = "null", *colon, *end;
+	const struct xfer *x = &c.x;
 	SSL_CTX *ctx = NULL;
-	SSL *ssl = NULL;
-	int ch, r, fd = -1, rc = 0, saved_errno;
-	bool match, handed_off = false;
+	int ch, r, rc = 0;
+	long n;
 
 	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		r = app_opt(&o.app, ch, optarg, prog);
@@ -474,7 +766,19 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 'c':
+			errno = 0;
+			n = strtol(optarg, &end, 10);
+			if (end == optarg || *end || errno || n < 1 || n > LG_MAX_CONNECTIONS) {
+				fprintf(stderr, "%s: --connections %s: need a count from 1 to %d\n",
+					prog, optarg, LG_MAX_CONNECTIONS);
+				return 2;
+			}
+			o.connections = (unsigned)n;
+			break;
 		case 'o':
+			if (o.output)
+				fclose(o.output);
 			o.output = fopen(optarg, "wb");
 			if (!o.output) {
 				fprintf(stderr, "%s: --output %s: %s\n", prog, optarg, strerror(errno));
@@ -484,14 +788,15 @@ int main(int argc, char **argv)
 		case 'S': o.servername = optarg; break;
 		case 't': o.timeout = atoi(optarg); break;
 		case 'j': o.json = true; break;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		case 'h': usage(stdout); rc = 0; goto out;
+		default: usage(stderr); rc = 2; goto out;
 		}
 	}
+	rc = 2;	/* usage errors from here */
 	if (optind + 1 != argc || !(colon = strrchr(argv[optind], ':'))) {
 		fprintf(stderr, "%s: expected one HOST:PORT argument\n", prog);
 		usage(stderr);
-		return 2;
+		goto out;
 	}
 	*colon = 0;
 	o.host = argv[optind];
@@ -499,156 +804,81 @@ int main(int argc, char **argv)
 	if (o.get && (o.mode != MODE_RECV || o.request || o.handoff)) {
 		fprintf(stderr, "%s: --get needs --mode recv, and neither --request nor --handoff\n",
 			prog);
-		return 2;
+		goto out;
 	}
-	if (o.get && http_get_init(&http, o.get, o.servername ? o.servername : o.host,
+	if (o.get && http_get_init(&c.http, o.get, o.servername ? o.servername : o.host,
 				   o.requests)) {
-		fprintf(stderr, "%s: --get %s: %s\n", prog, o.get, http.error);
-		return 2;
+		fprintf(stderr, "%s: --get %s: %s\n", prog, o.get, c.http.error);
+		goto out;
 	}
-	if (o.get)
-		o.http = &http;
+	if (o.request && o.mode != MODE_RECV) {
+		fprintf(stderr, "%s: --request needs --mode recv\n", prog);
+		goto out;
+	}
+	if (o.connections && o.output) {
+		fprintf(stderr, "%s: --output cannot be used with --connections\n", prog);
+		goto out;
+	}
+	if (o.connections && lg_reserve_fds(o.connections, prog))
+		goto out;
+	rc = 3;
 	if (app_load_config(prog))
-		return 3;
+		goto out;
 	signal(SIGPIPE, SIG_IGN);
 
 	ctx = SSL_CTX_new(TLS_client_method());
-	if (!ctx || app_ctx_setup(ctx, &o.app, prog)) {
-		rc = 3;
+	if (!ctx || app_ctx_setup(ctx, &o.app, prog))
 		goto out;
-	}
 	if (o.cafile) {
 		if (!SSL_CTX_load_verify_locations(ctx, o.cafile, NULL)) {
 			app_ssl_errors(prog, "--cafile");
-			rc = 3;
 			goto out;
 		}
 		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
 	}
-	fd = connect_to(o.host, o.port);
-	if (fd < 0) {
-		rc = 3;
+	addrs = resolve(o.host, o.port);
+	if (!addrs)
+		goto out;
+	if (o.connections) {
+		rc = load_run(&o, ctx, addrs);
 		goto out;
 	}
-	ssl = SSL_new(ctx);
-	if (!ssl || app_attach(ssl, fd, &o.app, prog)) {
-		rc = 3;
+	rc = conn_open(&c, ctx, addrs);
+	if (rc)
 		goto out;
-	}
-	SSL_set_tlsext_host_name(ssl, (char *)(o.servername ? o.servername : o.host));
-	if (o.servername && o.cafile)
-		SSL_set1_host(ssl, o.servername);
-	if (SSL_connect(ssl) <= 0) {
-		app_ssl_errors(prog, "TLS handshake");
-		rc = 3;
-		goto out;
-	}
-	if (o.request && (o.mode != MODE_RECV ||
-			  SSL_write(ssl, o.request, (int)strlen(o.request)) <= 0)) {
-		if (o.mode != MODE_RECV)
-			fprintf(stderr, "%s: --request needs --mode recv\n", prog);
-		else
-			app_ssl_errors(prog, "sending --request");
-		rc = 2;
-		goto out;
-	}
-	x.output = o.output;
-	x.md_out = EVP_MD_CTX_new();
-	x.md_in = EVP_MD_CTX_new();
-	if (!x.md_out || !x.md_in || !EVP_DigestInit_ex(x.md_out, EVP_sha256(), NULL) ||
-	    !EVP_DigestInit_ex(x.md_in, EVP_sha256(), NULL)) {
-		rc = 3;
-		goto out;
-	}
-	if (o.handoff) {
-		r = ktls_conn_handoff(ssl);
-		handed_off = r == 0;
-		if (r)	/* nothing changed: go on through libssl and say why */
-			fprintf(stderr, "%s: hand-off refused (%s); continuing through libssl\n",
-				prog, strerror(-r));
-	}
-	rc = handed_off ? run_handoff(ssl, fd, &o, &x) : run(ssl, fd, &o, &x);
-	saved_errno = errno;
-	snprintf(diag, sizeof(diag), "%s", app_diag_json(ssl));
-	snprintf(kopts, sizeof(kopts), "%s", app_kernel_opts_json(fd));
-	errno = saved_errno;
-	if (rc) {
-		rc = 1;
-		fprintf(stderr, "%s: %s after %llu bytes sent, %llu received\n", prog, x.error,
-			(unsigned long long)x.sent, (unsigned long long)x.recvd);
-		if (ERR_peek_error())
-			app_ssl_errors(prog, "the transfer");
-		else if (errno)
-			fprintf(stderr, "%s: last error: %s\n", prog, strerror(errno));
-		/* The socket is non-blocking, so the bridge did not wait after
-		 * its fatal alert: wait now, or close() could reset the
-		 * connection before the server has read why it ended. */
-		ktls_conn_linger(ssl, -1);
-	} else {
-		/* Wait for the peer to finish: closing with its KeyUpdates or
-		 * tickets unread would reset the connection and lose our data. */
-		struct timeval tv = { .tv_sec = o.timeout };
-		char sink[4096];
-
-		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-		if (handed_off) {
-			if (!ktls_conn_shutdown(ssl))
-				while (ktls_conn_recv(ssl, sink, sizeof(sink)) > 0)
-					;
-		} else if (SSL_shutdown(ssl) == 0)
-			while (SSL_read(ssl, sink, sizeof(sink)) > 0)
-				;
-		/* libssl may stop early (it will not answer a KeyUpdate after
-		 * close_notify): read on to EOF so that close() sends no RST. */
-		ERR_clear_error();
-		shutdown(fd, SHUT_WR);
-		while (read(fd, sink, sizeof(sink)) > 0)
-			;
-	}
-	app_sha256_hex(x.md_out, out_hex);
-	app_sha256_hex(x.md_in, in_hex);
-	match = o.mode != MODE_ECHO || (x.sent == x.recvd && !strcmp(out_hex, in_hex));
-	if (!rc && o.http && o.http->ok != o.http->answered) {
-		fprintf(stderr, "%s: %d of %d responses were not \"200\"\n", prog,
-			o.http->answered - o.http->ok, o.http->answered);
-		x.error = "HTTP status not 200";
-		rc = 1;
-	}
-	if (!rc && !match) {
-		fprintf(stderr, "%s: echo mismatch: sent %llu bytes sha256 %s, received %llu sha256 %s\n",
-			prog, (unsigned long long)x.sent, out_hex, (unsigned long long)x.recvd, in_hex);
-		rc = 1;
-	}
+	rc = conn_transfer(&c);
+	snprintf(diag, sizeof(diag), "%s", app_diag_json(c.ssl));
+	snprintf(kopts, sizeof(kopts), "%s", app_kernel_opts_json(c.fd));
+	conn_close(&c, rc);
+	rc = conn_check(&c, rc);
 	if (o.json) {
 		printf("{\"ok\":%s,\"error\":\"%s\",\"protocol\":\"%s\",\"cipher\":\"%s\","
 		       "\"bytes_sent\":%llu,\"bytes_received\":%llu,\"sha256_sent\":\"%s\","
 		       "\"sha256_received\":\"%s\",\"keyupdates_sent\":%llu,\"handoff\":%s,"
 		       "\"responses\":%d,\"responses_200\":%d,\"body_bytes\":%llu,"
 		       "\"kernel_conf\":%s,\"kernel_opts\":%s,\"openssl\":\"%s\",\"status\":%s}\n",
-		       rc ? "false" : "true", rc ? (x.error ? x.error : "hash mismatch") : "",
-		       SSL_get_version(ssl), SSL_get_cipher_name(ssl),
-		       (unsigned long long)x.sent, (unsigned long long)x.recvd, out_hex, in_hex,
-		       (unsigned long long)x.kus, handed_off ? "true" : "false",
-		       o.http ? o.http->answered : 0, o.http ? o.http->ok : 0,
-		       (unsigned long long)(o.http ? o.http->body_bytes : 0), diag,
-		       kopts, OpenSSL_version(OPENSSL_VERSION), app_status_json(ssl));
+		       rc ? "false" : "true", rc ? (x->error ? x->error : "hash mismatch") : "",
+		       SSL_get_version(c.ssl), SSL_get_cipher_name(c.ssl),
+		       (unsigned long long)x->sent, (unsigned long long)x->recvd, c.out_hex,
+		       c.in_hex, (unsigned long long)x->kus, c.handed_off ? "true" : "false",
+		       x->http ? x->http->answered : 0, x->http ? x->http->ok : 0,
+		       (unsigned long long)(x->http ? x->http->body_bytes : 0), diag,
+		       kopts, OpenSSL_version(OPENSSL_VERSION), app_status_json(c.ssl));
 	} else {
 		fprintf(stderr, "%s: %s %s: sent %llu bytes (sha256 %s), received %llu (sha256 %s), "
 				"%llu KeyUpdates sent: %s\n",
-			prog, SSL_get_version(ssl), SSL_get_cipher_name(ssl),
-			(unsigned long long)x.sent, out_hex, (unsigned long long)x.recvd, in_hex,
-			(unsigned long long)x.kus, rc ? "FAILED" : "ok");
-		app_print_status(stderr, "  ", ssl);
+			prog, SSL_get_version(c.ssl), SSL_get_cipher_name(c.ssl),
+			(unsigned long long)x->sent, c.out_hex, (unsigned long long)x->recvd,
+			c.in_hex, (unsigned long long)x->kus, rc ? "FAILED" : "ok");
+		app_print_status(stderr, "  ", c.ssl);
 	}
 out:
-	/* every exit after SSL_CTX_new() comes here: nothing leaks */
+	/* every exit comes here: nothing leaks */
 	if (o.output && fclose(o.output) && !rc)
 		rc = 1;
-	EVP_MD_CTX_free(x.md_out);
-	EVP_MD_CTX_free(x.md_in);
-	SSL_free(ssl);
-	if (fd >= 0)
-		close(fd);
+	conn_free(&c);
+	if (addrs)
+		freeaddrinfo(addrs);
 	SSL_CTX_free(ctx);
 	return rc;
 }

@@ -418,3 +418,183 @@ def test_bad_invocations(certs, tmp_path):
                         "--port", "0", "--max-conns", "1"], capture_output=True, text=True,
                        timeout=30)
     assert r.returncode == 1 and "--cert/--key" in r.stderr
+
+
+def parallel_echo_server(certs, version, kill_every=0, kill_after=64 << 10):
+    """A Python TLS echo server that serves connections in parallel, one
+    thread each (openssl s_server takes one at a time), TLS `version` only.
+    With kill_every K, the Kth, 2Kth, ... connection it accepts is reset
+    (SO_LINGER 0, no close_notify) once kill_after bytes were echoed.
+    Returns (port, stop, killed): stop() ends it, killed collects the
+    client ports of the connections it reset."""
+    import socket
+    import ssl
+    import struct
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(*certs)
+    ctx.minimum_version = ctx.maximum_version = (
+        ssl.TLSVersion.TLSv1_2 if version == "1.2" else ssl.TLSVersion.TLSv1_3)
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(512)
+    ls.settimeout(0.2)
+    done = threading.Event()
+    killed, workers = [], []
+
+    def echo(raw, kill):
+        try:
+            with ctx.wrap_socket(raw, server_side=True) as s:
+                echoed = 0
+                while True:
+                    data = s.recv(65536)
+                    if not data:
+                        s.unwrap()      # the client's close_notify: answer it
+                        return
+                    s.sendall(data)
+                    echoed += len(data)
+                    if kill and echoed >= kill_after:
+                        killed.append(s.getpeername()[1])
+                        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                     struct.pack("ii", 1, 0))
+                        return
+        except (OSError, ValueError):
+            pass
+
+    def accept():
+        n = 0
+        while not done.is_set():
+            try:
+                raw, _ = ls.accept()
+            except socket.timeout:
+                continue
+            raw.settimeout(60)
+            n += 1
+            t = threading.Thread(target=echo, args=(raw, kill_every and n % kill_every == 0),
+                                 daemon=True)
+            t.start()
+            workers.append(t)
+        ls.close()
+
+    acceptor = threading.Thread(target=accept, daemon=True)
+    acceptor.start()
+
+    def stop():
+        done.set()
+        acceptor.join(10)
+        for t in workers:
+            t.join(10)
+
+    return ls.getsockname()[1], stop, killed
+
+
+def load_client(port, *args, timeout=120, **kw):
+    return subprocess.run([app("ktls-client"), "--connections", *args, "127.0.0.1:%d" % port],
+                          capture_output=True, text=True, timeout=timeout, **kw)
+
+
+@pytest.mark.parametrize("version", ["1.2", "1.3"])
+def test_connections_parallel_echo(certs, fallback_only, version):
+    """ktls-client --connections 50: 50 echo connections of 256 KiB at once
+    against a threaded Python server, each with a KeyUpdate
+    (update_requested) every 8 records on TLS 1.3 and its own hash check.
+    This host's kernel has no kTLS, so every connection falls back to
+    userspace records; the summary counts them (tx_kernel 0, the reason
+    for each).  Totals are exact, no failures, exit 0."""
+    port, stop, _ = parallel_echo_server(certs, version)
+    try:
+        r = load_client(port, "50", "--json", "--bytes", "256k", "--keyupdate-every", "8",
+                        "--keyupdate-requested", "--tls1_%s" % version[-1])
+    finally:
+        stop()
+    assert r.returncode == 0, r.stdout + r.stderr
+    s = json.loads(r.stdout)
+    assert s["ok"] is True and s["failures"] == [], s
+    assert (s["connections"], s["succeeded"], s["failed"]) == (50, 50, 0)
+    assert s["bytes_sent"] == s["bytes_received"] == 50 * (256 << 10)
+    # 16 records each: a KeyUpdate after the 8th (none after the last)
+    assert s["keyupdates_sent"] == (50 * ((16 - 1) // 8) if version == "1.3" else 0)
+    assert s["tx_kernel"] == s["rx_kernel"] == 0 and s["handoff"] == 0
+    assert s["tx_reasons"] == {"ulp-unavailable": 50}, s
+    assert sum(s["rx_reasons"].values()) == 50, s
+    if version == "1.2":
+        assert s["rx_reasons"] == {"ulp-unavailable": 50}
+    t = s["transfer_ms"]
+    assert 0 < t["p50"] <= t["p99"] <= t["max"] <= s["wall_ms"], s
+    assert r.stderr == ""
+
+
+def test_connections_server_resets_some(certs, fallback_only):
+    """The server resets every 5th connection it accepts halfway through
+    (64 KiB of 256 KiB echoed): exactly those (by client port) are
+    reported failed, one stderr line each, the others succeed; exit 1.
+    Then the same without --json: the per-connection lines and the summary
+    line on stderr."""
+    port, stop, killed = parallel_echo_server(certs, "1.3", kill_every=5)
+    try:
+        r = load_client(port, "50", "--json", "--bytes", "256k", "--keyupdate-every", "8")
+    finally:
+        stop()
+    assert r.returncode == 1, r.stdout + r.stderr
+    s = json.loads(r.stdout)
+    assert len(killed) == 10
+    assert (s["connections"], s["succeeded"], s["failed"], s["ok"]) == (50, 40, 10, False)
+    assert sorted(f["port"] for f in s["failures"]) == sorted(killed), s["failures"]
+    assert {f["step"] for f in s["failures"]} == {"transfer"}, s["failures"]
+    for f in s["failures"]:
+        # the reset drops what the client had not read yet: less than 64 KiB
+        # may have arrived, never all of it
+        assert f["bytes_received"] < 256 << 10, f
+    lines = r.stderr.splitlines()
+    assert len(lines) == 10, r.stderr
+    for f, line in zip(s["failures"], lines):
+        assert line.startswith("ktls-client: connection %d (port %d): transfer: "
+                               % (f["index"], f["port"])), line
+    # the 40 that succeeded moved all their bytes
+    assert s["bytes_sent"] >= 40 * (256 << 10) and s["bytes_received"] >= 40 * (256 << 10)
+    assert s["bytes_sent"] - sum(f["bytes_sent"] for f in s["failures"]) == 40 * (256 << 10)
+
+    port, stop, killed = parallel_echo_server(certs, "1.2", kill_every=4)
+    try:
+        r = load_client(port, "8", "--bytes", "256k")
+    finally:
+        stop()
+    assert r.returncode == 1 and r.stdout == "", r.stdout + r.stderr
+    lines = r.stderr.splitlines()
+    assert sorted(int(ln.split("(port ")[1].split(")")[0]) for ln in lines[:2]) \
+        == sorted(killed), r.stderr
+    assert "ktls-client: 8 connections: 6 ok, 2 failed; sent " in lines[2], r.stderr
+    assert "TX in the kernel on 0, RX on 0; transfer ms p50 " in lines[2]
+    assert lines[2].endswith(": FAILED") and lines[3:] == [
+        "  tx: ulp-unavailable 8", "  rx: ulp-unavailable 8"], r.stderr
+
+
+def test_connections_usage(certs, fallback_only):
+    """Bad --connections values are usage errors (exit 2) with the range;
+    --output does not go with it; N that cannot fit under the hard limit on
+    open files is refused, while a low soft limit is raised."""
+    import resource
+    for bad in ("0", "-1", "10001", "abc", "5x", "", "99999999999999999999"):
+        r = subprocess.run([app("ktls-client"), "--connections", bad, "127.0.0.1:1"],
+                           capture_output=True, text=True)
+        assert r.returncode == 2, (bad, r.stderr)
+        assert "--connections %s: need a count from 1 to 10000" % bad in r.stderr, r.stderr
+    r = subprocess.run([app("ktls-client"), "--connections", "2", "--output", os.devnull,
+                        "127.0.0.1:1"], capture_output=True, text=True)
+    assert r.returncode == 2 and "--output cannot be used with --connections" in r.stderr
+
+    def limit(soft, hard):
+        return lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+    r = subprocess.run([app("ktls-client"), "--connections", "200", "127.0.0.1:1"],
+                       capture_output=True, text=True, preexec_fn=limit(64, 128))
+    assert r.returncode == 2, r.stderr
+    assert "--connections 200 needs 264 open files, but the hard limit (ulimit -Hn) is 128" \
+        in r.stderr
+    port, stop, _ = parallel_echo_server(certs, "1.3")
+    try:
+        r = load_client(port, "200", "--json", "--bytes", "16k", preexec_fn=limit(32, 4096))
+    finally:
+        stop()
+    assert r.returncode == 0, r.stdout + r.stderr
+    s = json.loads(r.stdout)
+    assert s["succeeded"] == 200 and s["bytes_received"] == 200 * (16 << 10)
