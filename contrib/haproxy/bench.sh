@@ -143,6 +143,9 @@ while guests=$(pgrep -c -f qemu-system) && [ "$guests" -ge 2 ]; do
 	sleep 20
 done
 
+# the commit of the library the guest gets (other work may commit while
+# the guest runs)
+rev=$(git -C "$top" describe --always --dirty 2>/dev/null || echo unknown)
 say "booting a $kernel guest for the measurements"
 t0=$SECONDS
 vm=(--kernel "$kernel" --memory 2048 --timeout "$timeout" --timing)
@@ -306,6 +309,6 @@ AWK
 awk -v date="$(date -u '+%Y-%m-%d %H:%M UTC')" \
 	-v host="$(nproc) x $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)" \
 	-v flavour="$kernel" -v wall="$wall" -v quick="$quick" -v reps="$reps" -v plan="${plan[*]}" \
-	-v rev="$(git -C "$top" describe --always --dirty 2>/dev/null || echo unknown)" \
+	-v rev="$rev" \
 	-v timing="$(sed -n 's/^vm-run: timing: //p' "$work/vm.err" | tail -n 1)" \
 	"$report" "$work/raw"
