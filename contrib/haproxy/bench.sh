@@ -244,7 +244,7 @@ $1 == "M" {
 }
 function times(f, k, r) {
 	r = (("R" k "_" f) in want) && want["R" k "_" f] < reps ? want["R" k "_" f] : reps
-	return want["K" k "_" f] " GETs (" r (r == 1 ? " run" : " runs") ")"
+	return want["K" k "_" f] (want["K" k "_" f] == 1 ? " GET (" : " GETs (") r (r == 1 ? " run" : " runs") ")"
 }
 END {
 	print "### HAProxy: userspace TLS vs ktls-bridge, TCP mode (contrib/haproxy/bench.sh" (quick ? " --quick" : "") ")"
