@@ -160,7 +160,6 @@ struct ktls_dir {
 	bool lib_behind;
 	bool staged;		/* generation secret.gen + 1 is staged (TLS_*_NEXT) */
 	uint64_t since_ku;	/* records since the last re-key (estimate) */
-	unsigned int writes;	/* writes since the kernel's counter was read */
 	/* TX: SSL_sendfile() accounting, at BIO flushes (ktls_tx_flush) */
 	unsigned int flushes;	/* flushes since the kernel's counter was read */
 	unsigned int flush_next;	/* read it again at this many */

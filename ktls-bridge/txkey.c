@@ -34,7 +34,7 @@
  * we stop at 2^24 and use the same bound for the other 128-bit block
  * ciphers (CCM, SM4, ARIA).  ChaCha20-Poly1305's bound is beyond reach. */
 #define AEAD_RECORD_LIMIT (1ull << 24)
-/* Read the kernel's record counter at least every this many writes:
+/* Read the kernel's record counter at least every this many flushes:
  * SSL_sendfile() records never pass through the BIO. */
 #define KERNEL_SEQ_EVERY 64
 
@@ -104,7 +104,6 @@ int ktls_tx_after_handshake(struct ktls_conn *c, int nku)
 	}
 	d->st.rekeys++;
 	d->since_ku = 0;
-	d->writes = 0;
 	ktls_key_stage(c, true);
 	return 0;
 }
@@ -184,9 +183,12 @@ int ktls_tx_maybe_keyupdate(struct ktls_conn *c)
 
 	if (d->st.version != KTLS_TLS13 || !limit || d->no_proactive)
 		return 0;
-	if (d->since_ku < limit && ++d->writes < KERNEL_SEQ_EVERY)
+	/* Every record written through here is counted (since_ku); records
+	 * that bypass the BIO (SSL_sendfile, the application's own writes
+	 * after a hand-off) are counted at the flushes before them.  The
+	 * kernel's count is read only to confirm the limit. */
+	if (d->since_ku < limit)
 		return 0;
-	d->writes = 0;
 	if (kernel_tx_seq(c, &seq) == 0)
 		d->since_ku = seq;	/* the kernel's count wins over ours */
 	if (d->since_ku < limit)
