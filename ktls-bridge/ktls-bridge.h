@@ -37,8 +37,8 @@ extern "C" {
  *  - ktls_keyblock and ktls_nic are fixed: the kernel's layout, and an
  *    array's element. */
 #define KTLS_BRIDGE_VERSION_MAJOR 0
-#define KTLS_BRIDGE_VERSION_MINOR 3
-#define KTLS_BRIDGE_VERSION_STR "0.3.0"
+#define KTLS_BRIDGE_VERSION_MINOR 4
+#define KTLS_BRIDGE_VERSION_STR "0.4.0"
 
 /* The release of the library running, "MAJOR.MINOR.PATCH" (it may be newer
  * than the header a program was built with).  Never NULL. */
