@@ -207,23 +207,14 @@ static int serve_echo_handoff(SSL *ssl, const struct serve_opts *o, EVP_MD_CTX *
 	long records = 0;
 
 	for (;;) {
-		ssize_t n = ktls_conn_recv(ssl, buf, sizeof(buf));
+		int n = conn_read(ssl, true, buf, sizeof(buf));
 
-		if (n == 0)
-			return 0;
-		if (n < 0) {
-			fprintf(stderr, "%s: ktls_conn_recv: %s\n", prog, strerror((int)-n));
-			return -1;
-		}
+		if (n <= 0)
+			return n;
 		EVP_DigestUpdate(md, buf, (size_t)n);
 		*total += (uint64_t)n;
-		for (ssize_t off = 0, w; off < n; off += w) {
-			w = ktls_conn_send(ssl, buf + off, (size_t)(n - off));
-			if (w < 0) {
-				fprintf(stderr, "%s: ktls_conn_send: %s\n", prog, strerror((int)-w));
-				return -1;
-			}
-		}
+		if (conn_write_all(ssl, true, buf, (size_t)n))
+			return -1;
 		if (o->keyupdate_every && ++records % o->keyupdate_every == 0 &&
 		    SSL_version(ssl) == TLS1_3_VERSION) {
 			int r = ktls_conn_keyupdate(ssl, o->keyupdate_requested);
