@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 /* common.c - option handling, context setup and status output for the apps. */
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +11,8 @@
 #include <openssl/err.h>
 #include <openssl/provider.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <ktls-uapi.h>
 
 #include "common.h"
@@ -410,4 +414,39 @@ int app_parse_list(const char *arg, const char *const *names, size_t n, bool *wa
 	}
 	free(s);
 	return ret;
+}
+
+int app_http_answer(const char *root, char *req, char *head, size_t headlen, off_t *size,
+		    const char **err)
+{
+	char path[PATH_MAX], *sp = req + 4, *end;
+	struct stat st;
+	int fd = -1;
+
+	if (strncmp(req, "GET /", 5) || !(end = strpbrk(sp, " \r\n"))) {
+		*err = "bad request";
+	} else {
+		*end = 0;
+		if (strstr(sp, "..") ||
+		    snprintf(path, sizeof(path), "%s%s", root, sp) >= (int)sizeof(path))
+			*err = "forbidden";
+		else if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0 || fstat(fd, &st) < 0 ||
+			 !S_ISREG(st.st_mode))
+			*err = "not found";
+		else
+			*err = NULL;
+	}
+	if (*err) {
+		if (fd >= 0)
+			close(fd);
+		snprintf(head, headlen,
+			 "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n%s\n",
+			 !strcmp(*err, "bad request") ? 400 : !strcmp(*err, "forbidden") ? 403 : 404,
+			 *err, strlen(*err) + 1, *err);
+		return -1;
+	}
+	*size = st.st_size;
+	snprintf(head, headlen, "HTTP/1.1 200 OK\r\nContent-Length: %lld\r\nConnection: close\r\n\r\n",
+		 (long long)st.st_size);
+	return fd;
 }

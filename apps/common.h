@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -98,6 +99,13 @@ int app_parse_list(const char *arg, const char *const *names, size_t n, bool *wa
  * (benchmarks); 0 or -1. */
 int app_selfsigned(EVP_PKEY **pkey, X509 **cert);
 
+/* ktls-serve's answer to the HTTP/1.1 request head in req (NUL-terminated;
+ * changed): a GET of a regular file below root.  Fills head (headlen
+ * bytes) with the response head and returns the file, open, its size in
+ * *size; or -1 with the error's text in *err ("bad request", "forbidden",
+ * "not found") and the whole error response (head and body) in head. */
+int app_http_answer(const char *root, char *req, char *head, size_t headlen, off_t *size,
+		    const char **err);
 /* Print OpenSSL's error queue with a prefix. */
 void app_ssl_errors(const char *prog, const char *what);
 

@@ -8,7 +8,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -16,7 +15,6 @@
 #include <string.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
 #include <openssl/err.h>
@@ -228,25 +226,14 @@ static int serve_echo_handoff(SSL *ssl, const struct serve_opts *o, EVP_MD_CTX *
 	}
 }
 
-static int send_status(SSL *ssl, bool ho, int code, const char *text)
-{
-	char hdr[256];
-	int n = snprintf(hdr, sizeof(hdr),
-			 "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n%s\n",
-			 code, text, strlen(text) + 1, text);
-
-	return conn_write_all(ssl, ho, hdr, (size_t)n);
-}
-
 /* One HTTP/1.1 GET for a file below root; ho: handed off. */
 static int serve_file(SSL *ssl, const struct serve_opts *o, bool ho, uint64_t *total,
 		      bool *used_sendfile)
 {
-	char req[4096], path[PATH_MAX], hdr[256];
+	char req[4096], hdr[256];
+	const char *err;
 	size_t have = 0;
-	struct stat stt;
-	off_t off = 0;
-	char *sp, *end;
+	off_t off = 0, size = 0;
 	int fd, n;
 
 	while (have < sizeof(req) - 1) {
@@ -258,40 +245,26 @@ static int serve_file(SSL *ssl, const struct serve_opts *o, bool ho, uint64_t *t
 		if (strstr(req, "\r\n\r\n") || strstr(req, "\n\n"))
 			break;
 	}
-	if (strncmp(req, "GET /", 5))
-		return send_status(ssl, ho, 400, "bad request");
-	sp = req + 4;
-	end = strpbrk(sp, " \r\n");
-	if (!end)
-		return send_status(ssl, ho, 400, "bad request");
-	*end = 0;
-	if (strstr(sp, "..") || snprintf(path, sizeof(path), "%s%s", o->root, sp) >= (int)sizeof(path))
-		return send_status(ssl, ho, 403, "forbidden");
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || fstat(fd, &stt) < 0 || !S_ISREG(stt.st_mode)) {
-		if (fd >= 0)
-			close(fd);
-		return send_status(ssl, ho, 404, "not found");
-	}
-	n = snprintf(hdr, sizeof(hdr),
-		     "HTTP/1.1 200 OK\r\nContent-Length: %lld\r\nConnection: close\r\n\r\n",
-		     (long long)stt.st_size);
+	fd = app_http_answer(o->root, req, hdr, sizeof(hdr), &size, &err);
+	if (fd < 0)
+		return conn_write_all(ssl, ho, hdr, strlen(hdr));
+	n = (int)strlen(hdr);
 	if (conn_write_all(ssl, ho, hdr, (size_t)n))
 		goto fail;
 	if (ho) {
 		*used_sendfile = true;
-		n = sendfile_handoff(ssl, fd, stt.st_size);
+		n = sendfile_handoff(ssl, fd, size);
 		close(fd);
 		if (!n)
-			*total = (uint64_t)stt.st_size;
+			*total = (uint64_t)size;
 		return n;
 	}
 	*used_sendfile = BIO_get_ktls_send(SSL_get_wbio(ssl));
-	while (off < stt.st_size) {
+	while (off < size) {
 		ossl_ssize_t s;
 
 		if (*used_sendfile) {
-			s = SSL_sendfile(ssl, fd, off, (size_t)(stt.st_size - off), 0);
+			s = SSL_sendfile(ssl, fd, off, (size_t)(size - off), 0);
 		} else {
 			static char buf[16384];
 

@@ -35,7 +35,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <unistd.h>
 #include <openssl/err.h>
 
@@ -229,37 +228,15 @@ static int splice_out(struct userve *s, struct uconn *c)
  * (c->file open, c->file_size set) or N_END (an error status). */
 static void prepare_response(struct uconn *c)
 {
-	char path[4096], *sp = c->req + 4, *end;
-	const char *text = NULL;
-	struct stat st;
-	int code = 200;
+	const char *err;
 
-	if (strncmp(c->req, "GET /", 5) || !(end = strpbrk(sp, " \r\n"))) {
-		code = 400, text = "bad request";
-	} else {
-		*end = 0;
-		if (strstr(sp, "..") ||
-		    snprintf(path, sizeof(path), "%s%s", c->o->root, sp) >= (int)sizeof(path))
-			code = 403, text = "forbidden";
-		else if ((c->file = open(path, O_RDONLY | O_CLOEXEC)) < 0 ||
-			 fstat(c->file, &st) < 0 || !S_ISREG(st.st_mode))
-			code = 404, text = "not found";
-	}
+	c->file = app_http_answer(c->o->root, c->req, c->head, sizeof(c->head), &c->file_size,
+				  &err);
+	c->next = c->file >= 0 ? N_FILE : N_END;
+	if (err)
+		fail(c, "answered", err);
 	c->out = (const unsigned char *)c->head;
 	c->out_off = 0;
-	if (text) {
-		snprintf(c->head, sizeof(c->head),
-			 "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n%s\n",
-			 code, text, strlen(text) + 1, text);
-		fail(c, "answered", text);
-		c->next = N_END;
-	} else {
-		c->file_size = st.st_size;
-		snprintf(c->head, sizeof(c->head),
-			 "HTTP/1.1 200 OK\r\nContent-Length: %lld\r\nConnection: close\r\n\r\n",
-			 (long long)st.st_size);
-		c->next = N_FILE;
-	}
 	c->out_len = strlen(c->head);
 }
 
