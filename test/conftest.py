@@ -261,25 +261,37 @@ def vm_run(vm_start):
     return run
 
 
-def wait_for_port_data(port, deadline, expect=b""):
+def wait_for_port_data(port, deadline, expect=b"", vm=None):
     """Connect to 127.0.0.1:PORT until a connection yields data (the forward
-    accepts before the guest listens, so an empty answer means retry)."""
+    accepts before the guest listens, so an empty answer means retry).
+
+    A connection is never given up before the deadline: while the guest's
+    network is not up yet, qemu's user network keeps re-sending the SYN of a
+    connection the host already accepted, and a one-shot guest server that
+    starts listening in between takes that connection.  Closing it early
+    (the first version waited 5 s) left the server answering a socket nobody
+    read, and every later attempt was refused once the guest had exited.
+    VM: the VMProcess; if it has exited, stop trying and say so."""
     last = None
     while time.time() < deadline:
+        if vm is not None and vm.proc.poll() is not None:
+            raise AssertionError("the VM exited (status %d) before 127.0.0.1:%d answered"
+                                 " (last: %r)" % (vm.proc.returncode, port, last))
+        data = b""
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-                s.settimeout(5)
-                data = b""
+            with socket.create_connection(("127.0.0.1", port),
+                                          timeout=max(1.0, deadline - time.time())) as s:
                 while True:
+                    s.settimeout(max(1.0, deadline - time.time()))
                     chunk = s.recv(65536)
                     if not chunk:
                         break
                     data += chunk
-                if data and expect in data:
-                    return data
-                last = data
+            if data and expect in data:
+                return data
+            last = data
         except OSError as e:
-            last = e
+            last = (e, data)
         time.sleep(0.2)
     raise AssertionError("no answer on 127.0.0.1:%d before the deadline (last: %r)"
                          % (port, last))

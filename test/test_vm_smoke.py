@@ -92,7 +92,7 @@ def test_forwarded_port(vm_start):
     vm = vm_start("echo hello-from-guest | nc -l -p 7000", kernel=KERNEL, project=False,
                   forwards=[(host_port, 7000)], timeout=180)
     try:
-        data = wait_for_port_data(host_port, time.time() + 150, b"hello-from-guest")
+        data = wait_for_port_data(host_port, time.time() + 150, b"hello-from-guest", vm=vm)
     finally:
         r = vm.wait()
     assert data.strip() == b"hello-from-guest"
