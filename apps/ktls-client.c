@@ -9,6 +9,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -38,6 +39,7 @@ struct client_opts {
 	const char *request;	/* sent first in recv mode */
 	const char *get;	/* --get PATH: HTTP/1.1 keep-alive requests */
 	int requests;		/* how many (--requests) */
+	const char *expect_sha256;	/* --expect-sha256: every --get body's hash */
 	unsigned connections;	/* --connections N: N at once; 0: one, as always */
 	FILE *output;		/* received bytes go here too */
 	int timeout;
@@ -60,7 +62,11 @@ static void usage(FILE *f)
 		"  --get PATH                recv mode over HTTP/1.1: GET PATH, keep the\n"
 		"                            connection and hash the response bodies only\n"
 		"  --requests N              --get: N requests one after the other, the\n"
-		"                            last with Connection: close (default 1)\n"
+		"                            last with Connection: close (default 1); when\n"
+		"                            the server closes after an answer, the rest go\n"
+		"                            on a new connection (counted as reconnects)\n"
+		"  --expect-sha256 HEX       --get: each 200 body must have this SHA-256\n"
+		"                            (default: the first body received)\n"
 		"  --output FILE             also write the received bytes (--get: the\n"
 		"                            bodies) to FILE\n"
 		"  --keyupdate-every R       send a TLS 1.3 KeyUpdate every R records written\n"
@@ -73,6 +79,7 @@ static void usage(FILE *f)
 		"  --connections N           N connections at once (1 to 10000), each with\n"
 		"                            the transfer and checks above; prints the\n"
 		"                            failed ones, totals and transfer-time p50/p99\n"
+		"                            (with --get: requests and requests per second)\n"
 		"  --timeout SECS            give up after SECS without progress (default 60)\n"
 		"  --json                    one JSON object with results and status on stdout\n"
 		APP_OPTS_HELP
@@ -117,10 +124,23 @@ static struct addrinfo *resolve(const char *host, const char *port)
 struct xfer {
 	uint64_t sent, recvd, kus, records;
 	EVP_MD_CTX *md_out, *md_in;
+	EVP_MD_CTX *md_body;	/* --get: the body being read */
+	const char *expect;	/* --expect-sha256, or NULL: the first body's */
 	FILE *output;
 	struct http_get *http;	/* --get: this connection's requests */
+	bool reconnect;		/* --get: the server closed; the rest go on a new one */
+	unsigned reconnects;
 	const char *error;
+	char why[200];		/* error's text when it is built */
 };
+
+/* --get without --expect-sha256: the first 200 body of the run (any
+ * connection's) is the one every other must match. */
+static struct {
+	pthread_mutex_t lock;
+	bool set;
+	char hex[65];
+} first_body = { PTHREAD_MUTEX_INITIALIZER, false, "" };
 
 /* Received data to hash (all of it, or --get's bodies). */
 static int take_in(void *arg, const uint8_t *p, size_t n)
@@ -128,8 +148,43 @@ static int take_in(void *arg, const uint8_t *p, size_t n)
 	struct xfer *x = arg;
 
 	EVP_DigestUpdate(x->md_in, p, n);
+	if (x->md_body)
+		EVP_DigestUpdate(x->md_body, p, n);
 	if (x->output && fwrite(p, 1, n, x->output) != n) {
 		x->error = "writing --output failed";
+		return -1;
+	}
+	return 0;
+}
+
+/* --get: a response is complete; a 200 body must hash as expected (other
+ * statuses are counted by the caller). */
+static int body_end(void *arg, int status)
+{
+	struct xfer *x = arg;
+	const char *want = x->expect;
+	char hex[65];
+
+	app_sha256_hex(x->md_body, hex);
+	if (!EVP_DigestInit_ex(x->md_body, EVP_sha256(), NULL)) {
+		x->error = "SHA-256 setup failed";
+		return -1;
+	}
+	if (status != 200)
+		return 0;
+	if (!want) {
+		pthread_mutex_lock(&first_body.lock);
+		if (!first_body.set) {
+			memcpy(first_body.hex, hex, sizeof(hex));
+			first_body.set = true;
+		}
+		pthread_mutex_unlock(&first_body.lock);
+		want = first_body.hex;	/* set once, never changed after */
+	}
+	if (strcmp(hex, want)) {
+		snprintf(x->why, sizeof(x->why), "response %d: body sha256 %s, expected %s%s",
+			 x->http->answered, hex, want, x->expect ? "" : " (the first body's)");
+		x->error = x->why;
 		return -1;
 	}
 	return 0;
@@ -226,7 +281,8 @@ static int run(SSL *ssl, int fd, const struct client_opts *o, struct xfer *x)
 			n = SSL_read(ssl, rbuf, sizeof(rbuf));
 			if (n > 0) {
 				if (x->http) {
-					if (http_get_feed(x->http, rbuf, (size_t)n, take_in, x)) {
+					if (http_get_feed(x->http, rbuf, (size_t)n, take_in,
+							  body_end, x)) {
 						if (!x->error)
 							x->error = x->http->error;
 						return -1;
@@ -260,8 +316,13 @@ static int run(SSL *ssl, int fd, const struct client_opts *o, struct xfer *x)
 				   (e == SSL_ERROR_ZERO_RETURN ||
 				    (e == SSL_ERROR_SYSCALL && !ERR_peek_error()))) {
 				if (x->http && !http_get_done(x->http)) {
-					x->error = "the server closed before the last response";
-					return -1;
+					/* it answers one request per connection (or
+					 * ended a keep-alive one): the rest on a new one */
+					if (!http_get_reconnect(x->http)) {
+						x->error = "the server closed before the last response";
+						return -1;
+					}
+					x->reconnect = true;
 				}
 				recv_done = true;
 			} else {
@@ -407,6 +468,8 @@ struct conn {
 	bool handed_off;
 	struct xfer x;
 	struct http_get http;	/* --get: this connection's requests */
+	SSL_CTX *ctx;		/* for --get's reconnects */
+	const struct addrinfo *addrs;
 	struct timespec t0, t1;	/* connect start, end of the transfer */
 	char out_hex[65], in_hex[65];
 	const char *step;	/* quiet: what failed ... */
@@ -479,6 +542,33 @@ static int conn_connect(struct conn *c, const struct addrinfo *addrs)
 	return -1;
 }
 
+/* The transfer's state, once per run (not again on --get's reconnects):
+ * 0, or 3 (said why). */
+static int conn_setup(struct conn *c, const char *name)
+{
+	const struct client_opts *o = c->o;
+
+	c->x.output = o->output;
+	if (o->get) {	/* the path was checked with the options */
+		http_get_init(&c->http, o->get, name, o->requests);
+		c->x.http = &c->http;
+		c->x.expect = o->expect_sha256;
+		c->x.md_body = EVP_MD_CTX_new();
+		if (!c->x.md_body || !EVP_DigestInit_ex(c->x.md_body, EVP_sha256(), NULL)) {
+			conn_say_ssl(c, "setup", "setting up SHA-256");
+			return 3;
+		}
+	}
+	c->x.md_out = EVP_MD_CTX_new();
+	c->x.md_in = EVP_MD_CTX_new();
+	if (!c->x.md_out || !c->x.md_in || !EVP_DigestInit_ex(c->x.md_out, EVP_sha256(), NULL) ||
+	    !EVP_DigestInit_ex(c->x.md_in, EVP_sha256(), NULL)) {
+		conn_say_ssl(c, "setup", "setting up SHA-256");
+		return 3;
+	}
+	return 0;
+}
+
 /* Connect, attach the bridge, handshake, send --request and hand off:
  * 0, 2 (--request could not be sent) or 3 (connect, setup, handshake). */
 static int conn_open(struct conn *c, SSL_CTX *ctx, const struct addrinfo *addrs)
@@ -489,7 +579,10 @@ static int conn_open(struct conn *c, SSL_CTX *ctx, const struct addrinfo *addrs)
 	struct timeval tv = { .tv_sec = o->timeout };
 	int r;
 
-	clock_gettime(CLOCK_MONOTONIC, &c->t0);
+	c->ctx = ctx;
+	c->addrs = addrs;
+	if (!c->x.md_in)	/* not again for --get's reconnects */
+		clock_gettime(CLOCK_MONOTONIC, &c->t0);
 	if (conn_connect(c, addrs))
 		return 3;
 	setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
@@ -511,18 +604,8 @@ static int conn_open(struct conn *c, SSL_CTX *ctx, const struct addrinfo *addrs)
 		conn_say_ssl(c, "request", "sending --request");
 		return 2;
 	}
-	c->x.output = o->output;
-	if (o->get) {	/* the path was checked with the options */
-		http_get_init(&c->http, o->get, name, o->requests);
-		c->x.http = &c->http;
-	}
-	c->x.md_out = EVP_MD_CTX_new();
-	c->x.md_in = EVP_MD_CTX_new();
-	if (!c->x.md_out || !c->x.md_in || !EVP_DigestInit_ex(c->x.md_out, EVP_sha256(), NULL) ||
-	    !EVP_DigestInit_ex(c->x.md_in, EVP_sha256(), NULL)) {
-		conn_say_ssl(c, "setup", "setting up SHA-256");
+	if (!c->x.md_in && conn_setup(c, name))
 		return 3;
-	}
 	if (o->handoff) {
 		r = ktls_conn_handoff(c->ssl);
 		c->handed_off = r == 0;
@@ -533,13 +616,33 @@ static int conn_open(struct conn *c, SSL_CTX *ctx, const struct addrinfo *addrs)
 	return 0;
 }
 
-/* The transfer: 0, or 1 (said why). */
+static void conn_close(struct conn *c, int rc);
+
+/* The transfer: 0, or 1 (said why).  --get follows a server that closes
+ * after an answer to new connections until every request is answered. */
 static int conn_transfer(struct conn *c)
 {
-	int rc = c->handed_off ? run_handoff(c->ssl, c->fd, c->o, &c->x) :
-				 run(c->ssl, c->fd, c->o, &c->x);
+	int rc;
 	char e[160];
 
+	for (;;) {
+		rc = c->handed_off ? run_handoff(c->ssl, c->fd, c->o, &c->x) :
+				     run(c->ssl, c->fd, c->o, &c->x);
+		if (rc || !c->x.reconnect)
+			break;
+		c->x.reconnect = false;
+		c->x.reconnects++;
+		conn_close(c, 0);
+		SSL_free(c->ssl);
+		c->ssl = NULL;
+		close(c->fd);
+		c->fd = -1;
+		if (conn_open(c, c->ctx, c->addrs)) {	/* said why */
+			c->x.error = "reconnecting failed";
+			rc = -1;
+			break;
+		}
+	}
 	clock_gettime(CLOCK_MONOTONIC, &c->t1);
 	if (!rc)
 		return 0;
@@ -618,6 +721,7 @@ static void conn_free(struct conn *c)
 {
 	EVP_MD_CTX_free(c->x.md_out);
 	EVP_MD_CTX_free(c->x.md_in);
+	EVP_MD_CTX_free(c->x.md_body);
 	SSL_free(c->ssl);
 	if (c->fd >= 0)
 		close(c->fd);
@@ -671,6 +775,9 @@ static void load_one(void *arg, unsigned idx, struct lg_result *r)
 	r->received = c.x.recvd;
 	r->keyupdates = c.x.kus;
 	r->handoff = c.handed_off;
+	r->requests = c.x.http ? (unsigned)c.x.http->answered : 0;
+	r->body_bytes = c.x.http ? c.x.http->body_bytes : 0;
+	r->reconnects = c.x.reconnects;
 	conn_free(&c);
 }
 
@@ -704,6 +811,7 @@ int main(int argc, char **argv)
 		{ "request", required_argument, NULL, 'R' },
 		{ "get", required_argument, NULL, 'g' },
 		{ "requests", required_argument, NULL, 'N' },
+		{ "expect-sha256", required_argument, NULL, 'E' },
 		{ "connections", required_argument, NULL, 'c' },
 		{ "output", required_argument, NULL, 'o' },
 		{ "servername", required_argument, NULL, 'S' },
@@ -766,6 +874,16 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 'E':
+			if (strlen(optarg) != 64 || strspn(optarg, "0123456789abcdefABCDEF") != 64) {
+				fprintf(stderr, "%s: --expect-sha256 %s: need 64 hex digits\n",
+					prog, optarg);
+				return 2;
+			}
+			for (end = optarg; *end; end++)
+				*end = (char)(*end >= 'A' && *end <= 'F' ? *end - 'A' + 'a' : *end);
+			o.expect_sha256 = optarg;
+			break;
 		case 'c':
 			errno = 0;
 			n = strtol(optarg, &end, 10);
@@ -809,6 +927,10 @@ int main(int argc, char **argv)
 	if (o.get && http_get_init(&c.http, o.get, o.servername ? o.servername : o.host,
 				   o.requests)) {
 		fprintf(stderr, "%s: --get %s: %s\n", prog, o.get, c.http.error);
+		goto out;
+	}
+	if (o.expect_sha256 && !o.get) {
+		fprintf(stderr, "%s: --expect-sha256 needs --get\n", prog);
 		goto out;
 	}
 	if (o.request && o.mode != MODE_RECV) {
@@ -855,14 +977,14 @@ int main(int argc, char **argv)
 		printf("{\"ok\":%s,\"error\":\"%s\",\"protocol\":\"%s\",\"cipher\":\"%s\","
 		       "\"bytes_sent\":%llu,\"bytes_received\":%llu,\"sha256_sent\":\"%s\","
 		       "\"sha256_received\":\"%s\",\"keyupdates_sent\":%llu,\"handoff\":%s,"
-		       "\"responses\":%d,\"responses_200\":%d,\"body_bytes\":%llu,"
+		       "\"responses\":%d,\"responses_200\":%d,\"body_bytes\":%llu,\"reconnects\":%u,"
 		       "\"kernel_conf\":%s,\"kernel_opts\":%s,\"openssl\":\"%s\",\"status\":%s}\n",
 		       rc ? "false" : "true", rc ? (x->error ? x->error : "hash mismatch") : "",
 		       SSL_get_version(c.ssl), SSL_get_cipher_name(c.ssl),
 		       (unsigned long long)x->sent, (unsigned long long)x->recvd, c.out_hex,
 		       c.in_hex, (unsigned long long)x->kus, c.handed_off ? "true" : "false",
 		       x->http ? x->http->answered : 0, x->http ? x->http->ok : 0,
-		       (unsigned long long)(x->http ? x->http->body_bytes : 0), diag,
+		       (unsigned long long)(x->http ? x->http->body_bytes : 0), x->reconnects, diag,
 		       kopts, OpenSSL_version(OPENSSL_VERSION), app_status_json(c.ssl));
 	} else {
 		fprintf(stderr, "%s: %s %s: sent %llu bytes (sha256 %s), received %llu (sha256 %s), "

@@ -210,8 +210,9 @@ unsigned lg_report(const char *prog, const struct lg_result *res, unsigned n,
 		   uint64_t wall_ns, bool json)
 {
 	uint64_t *ns = calloc(n ? n : 1, sizeof(*ns));
-	uint64_t sent = 0, received = 0, kus = 0;
+	uint64_t sent = 0, received = 0, kus = 0, body = 0, reqs = 0, reconnects = 0;
 	unsigned i, ok = 0, handoff = 0;
+	double rps;
 	struct lg_tally t = { 0 };
 	double p50 = 0, p99 = 0, max = 0;
 	bool first = true;
@@ -223,6 +224,9 @@ unsigned lg_report(const char *prog, const struct lg_result *res, unsigned n,
 		received += r->received;
 		kus += r->keyupdates;
 		handoff += r->handoff;
+		reqs += r->requests;
+		body += r->body_bytes;
+		reconnects += r->reconnects;
 		lg_count(&t, r);
 		if (r->ok) {
 			if (ns)
@@ -243,6 +247,8 @@ unsigned lg_report(const char *prog, const struct lg_result *res, unsigned n,
 		max = (double)ns[ok - 1] / 1e6;
 	}
 	free(ns);
+	/* every connection's answered requests, failed ones' too */
+	rps = wall_ns ? (double)reqs * 1e9 / (double)wall_ns : 0;
 	if (!json) {
 		fprintf(stderr, "%s: %u connections: %u ok, %u failed; sent %llu bytes, received %llu, "
 				"%llu KeyUpdates sent; TX in the kernel on %u, RX on %u",
@@ -250,6 +256,10 @@ unsigned lg_report(const char *prog, const struct lg_result *res, unsigned n,
 			(unsigned long long)kus, t.kernel[0], t.kernel[1]);
 		if (handoff)
 			fprintf(stderr, ", %u handed off", handoff);
+		if (reqs)
+			fprintf(stderr, "; %llu requests (%.1f/s), %llu body bytes, %llu reconnects",
+				(unsigned long long)reqs, rps, (unsigned long long)body,
+				(unsigned long long)reconnects);
 		if (ok)
 			fprintf(stderr, "; transfer ms p50 %.3f p99 %.3f max %.3f", p50, p99, max);
 		fprintf(stderr, "; wall %.3f s: %s\n", (double)wall_ns / 1e9,
@@ -276,6 +286,9 @@ unsigned lg_report(const char *prog, const struct lg_result *res, unsigned n,
 		printf("{\"p50\":%.3f,\"p99\":%.3f,\"max\":%.3f}", p50, p99, max);
 	else
 		printf("null");
+	printf(",\"requests\":%llu,\"requests_per_s\":%.3f,\"bytes\":%llu,\"reconnects\":%llu",
+	       (unsigned long long)reqs, rps, (unsigned long long)body,
+	       (unsigned long long)reconnects);
 	printf(",\"wall_ms\":%.3f,\"failures\":[", (double)wall_ns / 1e6);
 	for (i = 0; i < n; i++) {
 		if (res[i].ok)

@@ -22,6 +22,9 @@ struct lg_result {
 	int port;		/* local TCP port, 0 when it never connected */
 	uint64_t sent, received, keyupdates;
 	uint64_t transfer_ns;	/* connect start to the end of the transfer */
+	unsigned requests;	/* --get: responses read (on all its connections) */
+	uint64_t body_bytes;	/* ... their bodies */
+	unsigned reconnects;	/* ... new connections after a server's close */
 	bool handoff;		/* handed off to the kernel (--handoff) */
 	bool have_status;	/* status below is the bridge's */
 	struct ktls_status status;
