@@ -40,7 +40,7 @@ LIBSSL_ANSWERS = {("badlength", v): 47 for v in (2, 3, 255)}
 ALERT_VARIANTS = ([("badvalue", v) for v in (2, 3, 128, 255)] +
                   [("badlength", v) for v in (0, 2, 3, 255)] +
                   [(c, None) for c in ("frag-data", "two", "two-newkey", "oldkey-data",
-                                       "split-newkey", "kufirst")])
+                                       "split-newkey", "kufirst", "ticket")])
 VARIANTS = ([("valid", None), ("requested", None)] + ALERT_VARIANTS +
             [("storm", 40), ("ku-every", 16)])
 CASES = {c for c, _ in VARIANTS}

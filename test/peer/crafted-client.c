@@ -7,7 +7,8 @@
  * writes and reads the records itself: userspace AEAD, keys from the
  * project's own secret chain (rekey/secret.c).  So it can send what libssl
  * never would: KeyUpdates that are malformed, split, doubled, or sealed
- * under the wrong key.  The server is an echo server.
+ * under the wrong key, and a NewSessionTicket, which only servers send.
+ * The server is an echo server.
  *
  * One run, on a new connection: a 1000-byte record and its echo (which
  * also eats the server's NewSessionTickets); the case's crafted records;
@@ -167,6 +168,7 @@ static int craft_two_newkey(struct conn *c, long v);
 static int craft_oldkey_data(struct conn *c, long v);
 static int craft_split_newkey(struct conn *c, long v);
 static int craft_kufirst(struct conn *c, long v);
+static int craft_ticket(struct conn *c, long v);
 static int craft_storm(struct conn *c, long v);
 static int craft_ku_every(struct conn *c, long v);
 
@@ -196,6 +198,8 @@ static const struct tcase cases[] = {
 	  "KeyUpdate split over two records, the second under the next key" },
 	{ "kufirst", 10, "RFC 8446 5.1", 0, 0, -1, craft_kufirst,
 	  "KeyUpdate followed by a NewSessionTicket in one record" },
+	{ "ticket", 10, "RFC 8446 4, 4.6.1", 0, 0, -1, craft_ticket,
+	  "a well-formed NewSessionTicket from the client (only servers send them)" },
 	{ "storm", EXP_ANY, "RFC 8446 4.6.3 (no limit: server policy)", 1, 1000000, 40,
 	  craft_storm, "VALUE KeyUpdate records back to back" },
 	{ "ku-every", EXP_NONE, "RFC 8446 4.6.3", 1, 1000000, 16, craft_ku_every,
@@ -747,6 +751,15 @@ static int craft_kufirst(struct conn *c, long v)
 	int ret = send_hs(c, msg, sizeof(msg));
 
 	return ret ? ret : tx_next(c);
+}
+
+/* lifetime 60 s, age_add 0, no nonce, a one-byte ticket, no extensions */
+static int craft_ticket(struct conn *c, long v)
+{
+	static const uint8_t msg[] = { HS_NEW_SESSION_TICKET, 0, 0, 14,
+				       0, 0, 0, 60, 0, 0, 0, 0, 0, 0, 1, 'x', 0, 0 };
+
+	return send_hs(c, msg, sizeof(msg));
 }
 
 static int craft_storm(struct conn *c, long v)
