@@ -1,0 +1,236 @@
+"""The crafted peer against both hand-off echo servers on our patched 6.12
+kernel: the io_uring one must end exactly the connections the reference
+ends, with the same alerts (issue 14).
+
+`ktls-serve --handoff` reads with ktls_conn_recv() on a blocking socket,
+one connection at a time; `ktls-serve --uring` reads with RECVMSG on a
+ring and gives every result to ktls_conn_received().  Both run the records
+the kernel cannot judge (KeyUpdates, tickets, alerts) through the bridge.
+test/peer/crafted-client seals its own records and sends what libssl
+never would: KeyUpdates malformed, split around data, two in one record,
+followed by a ticket, under the wrong key, in storms, every few records
+of a bulk transfer; and a NewSessionTicket, which only servers send (see
+its --list).
+
+One guest boot: every variant below, RUNS times on new connections,
+against each server.  Per variant, the client's verdict (how the server
+ended the connection, the alert it read, what was echoed) and the
+server's own ending (ok or failed, the reason and detail in its status)
+must be the same for both servers, and as expected: the case table's RFC
+alert (the bridge parses these records, so its answers are the RFC's,
+not libssl's), and for storms the default keyupdate_burst of 32."""
+
+import json
+import subprocess
+
+import pytest
+
+from helpers import GUEST_SH
+from test_host_crafted import client
+from vm_helpers import run_guest_script, tagged_lines
+
+pytestmark = pytest.mark.vm
+
+RUNS = 3
+BULK = "1M"         # ku-every: 64 records of 16 KiB
+MODES = ("handoff", "ring")
+
+# (case, --value): every case of crafted-client --list; a few with more
+# than one value (the edges of the length and of the storm bound)
+VARIANTS = [("valid", None), ("requested", None),
+            ("badvalue", 2), ("badvalue", 255),
+            ("badlength", 0), ("badlength", 2), ("badlength", 16380),
+            ("frag-data", None), ("two", None), ("two-newkey", None),
+            ("oldkey-data", None), ("split-newkey", None), ("kufirst", None),
+            ("ticket", None),
+            ("storm", 32), ("storm", 33),
+            ("ku-every", 1), ("ku-every", 16)]
+
+# storm has no RFC answer ("any"): the bridge's default keyupdate_burst
+# (32 KeyUpdates with no data between) lets 32 through and ends the 33rd
+STORM = {32: None, 33: 10}
+
+# how each server's status names the ending: the reason code, and the
+# start of its detail, for the case (None: the peer's close_notify)
+REASONS = {
+    "badvalue": ("protocol-error", "KeyUpdate with a request_update other than 0 or 1"),
+    "badlength": ("protocol-error", "KeyUpdate body is not one byte"),
+    "frag-data": ("protocol-error", "record inside a split handshake message"),
+    "two": ("protocol-error", "KeyUpdate not at the end of its record"),
+    "kufirst": ("protocol-error", "KeyUpdate not at the end of its record"),
+    "ticket": ("protocol-error", "ticket from a client"),
+    "two-newkey": ("protocol-error", "TLS_RX: RFC 8446 5.2: the record did not decrypt"),
+    "oldkey-data": ("protocol-error", "TLS_RX: RFC 8446 5.2: the record did not decrypt"),
+    "split-newkey": ("protocol-error", "TLS_RX: RFC 8446 5.2: the record did not decrypt"),
+    "storm": ("keyupdate-storm", "more KeyUpdates without application data between them"),
+}
+
+GUEST = GUEST_SH + r"""
+cd /root
+chmod +x crafted-client
+C=/root/certs/cert.pem; K=/root/certs/key.pem
+VARIANTS="%(variants)s"
+total=$(( $(echo $VARIANTS | wc -w) * %(runs)d ))
+for m in handoff ring; do
+    a=--handoff; [ $m = ring ] && a=--uring
+    ktls-serve --cert $C --key $K --port 4433 --echo --tls1_3 --json --timeout 30 \
+        --max-conns $total $a > $m.srv 2> $m.serr &
+    sp=$!
+    waitlisten $m.serr || { echo "NOLISTEN $m"; kill $sp; continue; }
+    for v in $VARIANTS; do
+        c=${v%%:*}; val=; [ "$c" != "$v" ] && val="--value ${v#*:}"
+        b=; [ $c = ku-every ] && b="--bytes %(bulk)s"
+        ./crafted-client --case $c $val $b --repeat %(runs)d --timeout 20 127.0.0.1:4433 \
+            2>> $m.cerr | sed "s/^/RUN $m /"
+    done
+    # the server exits after its last connection; the ring one has no
+    # idle timeout, so a connection it never ends would keep it waiting
+    i=0
+    while kill -0 $sp 2>/dev/null && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
+    kill $sp 2>/dev/null && echo "SRVRC $m still-running-killed"
+    wait $sp; echo "SRVRC $m $?"
+    sed "s/^/SRV $m /" $m.srv
+    sed "s/^/SERR $m /" $m.serr
+    sed "s/^/CERR $m /" $m.cerr
+done
+"""
+
+
+def label(case, value):
+    return case if value is None else "%s:%d" % (case, value)
+
+
+@pytest.fixture(scope="module")
+def table():
+    """crafted-client's case table: {case: its --list line}."""
+    r = subprocess.run([client(), "--list"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    return {c["case"]: c for c in map(json.loads, r.stdout.splitlines())}
+
+
+@pytest.fixture(scope="module")
+def guest(vm_platform, tmp_path_factory):
+    """One boot: {mode: {label: [(client run, server line), ...]}}, plus
+    the raw tagged lines under "_raw"."""
+    script = GUEST % {"variants": " ".join(label(*v) for v in VARIANTS), "runs": RUNS,
+                      "bulk": BULK}
+    r = run_guest_script(tmp_path_factory.mktemp("uring-crafted"), script, "patched-6.12",
+                         timeout=400, puts=[(client(), "/root/crafted-client")])
+    assert r[0] == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    raw = tagged_lines(r.stdout, json_kinds=("RUN", "SRV"),
+                       text_kinds=("SRVRC", "SERR", "CERR", "NOLISTEN"))
+    res = {"_raw": raw}
+    for m in MODES:
+        runs, srv = raw.get(("RUN", m), []), raw.get(("SRV", m), [])
+        by_conn = {s["conn"]: s for s in srv}
+        # the client runs one connection at a time, so the server numbers
+        # them in the order of the runs
+        per = res[m] = {}
+        for i, run in enumerate(runs):
+            per.setdefault(label(run["case"], run["value"]), []).append(
+                (run, by_conn.get(i + 1)))
+    return res
+
+
+def expected_alert(table, case, value):
+    """The alert the server must send, or None: a clean end."""
+    if case == "storm":
+        return STORM[value]
+    exp = table[case]["expected"]
+    assert exp is None or isinstance(exp, int), table[case]
+    return exp
+
+
+def verdict(run):
+    """What the client saw, as the two servers must both give it."""
+    return {k: run[k] for k in ("end", "alert", "alert_level", "match", "echo_ok", "sent",
+                                "echoed", "client_keyupdates", "write_error")}
+
+
+def ending(srv):
+    """How the server ended the connection, from its own JSON line."""
+    rx = srv["status"]["rx"]
+    return {"ok": srv["ok"], "reason_code": rx["reason_code"], "detail": rx["detail"],
+            "rx_keyupdates": rx["keyupdates"], "rx_rekeys": rx["rekeys"]}
+
+
+def test_every_case_of_the_table_runs(table):
+    """A case added to crafted-client must be added here too."""
+    assert {c for c, _ in VARIANTS} == set(table)
+
+
+def test_both_servers_served_every_run(guest):
+    raw = guest["_raw"]
+    for m in MODES:
+        assert not raw.get(("NOLISTEN", m)), raw.get(("SERR", m))
+        n = sum(len(v) for v in guest[m].values())
+        assert n == len(VARIANTS) * RUNS, "%s: %d runs of %d; client stderr %s" % (
+            m, n, len(VARIANTS) * RUNS, raw.get(("CERR", m)))
+        assert len(raw.get(("SRV", m), [])) == n, raw.get(("SERR", m))
+        assert raw[("SRVRC", m)] == ["0"], raw.get(("SERR", m))
+        # every connection was handed off: the bridge ran its records
+        for s in raw[("SRV", m)]:
+            assert s["handoff"] is True and s["protocol"] == "TLSv1.3", s
+            assert s["status"]["rx"]["mode"] == s["status"]["tx"]["mode"] == "kernel-sw", s
+    ring_lines = [s for s in raw[("SERR", "ring")] if "ring:" in s and "connections" in s]
+    assert ring_lines and "%d connections" % (len(VARIANTS) * RUNS) in ring_lines[-1]
+
+
+def runs_of(guest, m, case, value):
+    got = guest[m].get(label(case, value), [])
+    assert len(got) == RUNS, "%s %s: %d runs of %d" % (m, label(case, value), len(got), RUNS)
+    assert all(s is not None for _, s in got), "%s %s: a run without its server line" % (
+        m, label(case, value))
+    return got
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("case,value", VARIANTS, ids=[label(*v) for v in VARIANTS])
+def test_ends_as_expected(guest, table, mode, case, value):
+    """Each server alone: the case's alert (or a clean end with every
+    byte echoed), and the reason its status gives."""
+    alert = expected_alert(table, case, value)
+    for run, srv in runs_of(guest, mode, case, value):
+        where = "%s %s run %d: client %s\n  server %s" % (mode, label(case, value),
+                                                         run["run"], run, srv)
+        assert run["error"] == "" and run["echo_ok"], where
+        rx = srv["status"]["rx"]
+        if alert is None:
+            assert run["end"] == "close_notify" and run["alert"] is None, where
+            assert run["echoed"] == run["sent"] > 0, where
+            assert srv["ok"] is True and srv["bytes"] == run["sent"], where
+            assert rx["reason_code"] == "peer-closed" and rx["detail"] == "close_notify", where
+        else:
+            assert run["end"] == "alert" and run["alert"] == alert, where
+            assert run["alert_level"] == 2, where
+            assert run["echoed"] >= 1000, where   # the first record came back
+            assert srv["ok"] is False, where
+            code, detail = REASONS[case]
+            assert rx["reason_code"] == code and rx["detail"].startswith(detail), where
+        if case in ("requested", "ku-every"):
+            assert run["server_keyupdates"] >= 1 and srv["status"]["tx"]["keyupdates"] >= 1
+        if case == "storm":
+            assert rx["keyupdates"] == value, where
+
+
+@pytest.mark.parametrize("case,value", VARIANTS, ids=[label(*v) for v in VARIANTS])
+def test_ring_ends_as_the_handoff_server(guest, case, value):
+    """The same records, the same ending: run by run, what the client saw
+    and how each server ended the connection."""
+    ho = runs_of(guest, "handoff", case, value)
+    ring = runs_of(guest, "ring", case, value)
+    print("\n[vm_uring_crafted] %-16s hand-off %s | ring %s" % (
+        label(case, value), summary(ho), summary(ring)))
+    for (hr, hs), (rr, rs) in zip(ho, ring):
+        assert verdict(rr) == verdict(hr), "client: ring %s, hand-off %s" % (rr, hr)
+        assert ending(rs) == ending(hs), "server: ring %s\n  hand-off %s" % (rs, hs)
+
+
+def summary(runs):
+    """"alert 47 / protocol-error" ... per run, counted."""
+    seen = {}
+    for run, srv in runs:
+        k = "%s %s/%s" % (run["end"], run["alert"] if run["alert"] is not None else "-",
+                          srv["status"]["rx"]["reason_code"] if srv else "?")
+        seen[k] = seen.get(k, 0) + 1
+    return ", ".join("%s x%d" % kv for kv in sorted(seen.items()))
