@@ -416,8 +416,27 @@ int app_parse_list(const char *arg, const char *const *names, size_t n, bool *wa
 	return ret;
 }
 
-int app_http_answer(const char *root, char *req, char *head, size_t headlen, off_t *size,
-		    const char **err)
+bool app_http_keep_alive(const char *req)
+{
+	const char *eol = strpbrk(req, "\r\n"), *h;
+	bool v11 = eol && eol - req >= 8 && !strncmp(eol - 8, "HTTP/1.1", 8);
+
+	/* header names and the tokens are case-insensitive (RFC 9110) */
+	for (h = eol; h && *h; h = strpbrk(h, "\r\n")) {
+		h += strspn(h, "\r\n");
+		if (!strncasecmp(h, "Connection:", 11)) {
+			h += 11 + strspn(h + 11, " \t");
+			if (!strncasecmp(h, "close", 5))
+				return false;
+			if (!strncasecmp(h, "keep-alive", 10))
+				return true;
+		}
+	}
+	return v11;
+}
+
+int app_http_answer(const char *root, char *req, bool keep, char *head, size_t headlen,
+		    off_t *size, const char **err)
 {
 	char path[PATH_MAX], *sp = req + 4, *end;
 	struct stat st;
@@ -446,7 +465,7 @@ int app_http_answer(const char *root, char *req, char *head, size_t headlen, off
 		return -1;
 	}
 	*size = st.st_size;
-	snprintf(head, headlen, "HTTP/1.1 200 OK\r\nContent-Length: %lld\r\nConnection: close\r\n\r\n",
-		 (long long)st.st_size);
+	snprintf(head, headlen, "HTTP/1.1 200 OK\r\nContent-Length: %lld\r\nConnection: %s\r\n\r\n",
+		 (long long)st.st_size, keep ? "keep-alive" : "close");
 	return fd;
 }

@@ -103,9 +103,14 @@ int app_selfsigned(EVP_PKEY **pkey, X509 **cert);
  * changed): a GET of a regular file below root.  Fills head (headlen
  * bytes) with the response head and returns the file, open, its size in
  * *size; or -1 with the error's text in *err ("bad request", "forbidden",
- * "not found") and the whole error response (head and body) in head. */
-int app_http_answer(const char *root, char *req, char *head, size_t headlen, off_t *size,
-		    const char **err);
+ * "not found") and the whole error response (head and body) in head.
+ * keep: a 200 says "Connection: keep-alive" (an error always closes). */
+int app_http_answer(const char *root, char *req, bool keep, char *head, size_t headlen,
+		    off_t *size, const char **err);
+/* Does the request head ask to keep the connection open after the answer?
+ * HTTP/1.1 does unless "Connection: close"; HTTP/1.0 only with
+ * "Connection: keep-alive". */
+bool app_http_keep_alive(const char *req);
 /* Print OpenSSL's error queue with a prefix. */
 void app_ssl_errors(const char *prog, const char *what);
 

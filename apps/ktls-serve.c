@@ -55,8 +55,9 @@ static void usage(FILE *f)
 		"  --uring                   many connections at once on one io_uring ring,\n"
 		"                            each handed off after its handshake (implies\n"
 		"                            --handoff; --root files go out by splice)\n"
-		"  --timeout SECS            per-connection idle timeout (default 60; not\n"
-		"                            with --uring)\n"
+		"  --timeout SECS            per-connection idle timeout (default 60; with\n"
+		"                            --uring: waiting for the next request or the\n"
+		"                            peer's close_notify)\n"
 		"  --verbose                 print each connection's offload status (stderr)\n"
 		"  --json                    print one JSON line per connection (stdout)\n"
 		APP_OPTS_HELP
@@ -245,7 +246,7 @@ static int serve_file(SSL *ssl, const struct serve_opts *o, bool ho, uint64_t *t
 		if (strstr(req, "\r\n\r\n") || strstr(req, "\n\n"))
 			break;
 	}
-	fd = app_http_answer(o->root, req, hdr, sizeof(hdr), &size, &err);
+	fd = app_http_answer(o->root, req, false, hdr, sizeof(hdr), &size, &err);
 	if (fd < 0)
 		return conn_write_all(ssl, ho, hdr, strlen(hdr));
 	n = (int)strlen(hdr);
@@ -446,7 +447,7 @@ int main(int argc, char **argv)
 			.app = &o.app, .prog = prog, .root = o.root, .max_conns = o.max_conns,
 			.keyupdate_every = o.keyupdate_every,
 			.keyupdate_requested = o.keyupdate_requested, .verbose = o.verbose,
-			.json = o.json,
+			.json = o.json, .timeout = o.timeout,
 		};
 
 		r = uring_serve(ctx, lfd, &uo);

@@ -17,12 +17,14 @@
  *            KeyUpdate owed to the peer, the bridge's own at the limit);
  *   --root   the request by RECVMSG, the head by SEND, the file by SPLICE
  *            file -> pipe -> socket, each piece after
- *            ktls_conn_send(ssl, NULL, 0).
+ *            ktls_conn_send(ssl, NULL, 0); then the next request on the
+ *            same connection (HTTP keep-alive) unless it asked to close.
  * Control records the bridge sends (KeyUpdates, alerts, close_notify) go
  * out from inside those calls, with sendmsg on the socket; a non-blocking
  * socket that has no room keeps an owed KeyUpdate for the next call.
  * One operation is in flight per connection at a time: its state says
- * what completes next.  A connection whose hand-off is refused is served
+ * what completes next (a connection waiting for its next request or for
+ * the peer's close_notify adds a linked timeout: --timeout).  A connection whose hand-off is refused is served
  * through libssl (userspace records, the reason printed), driven by polls.
  * Zero-copy send (SEND_ZC) is not used: the kernel's TLS layer does not
  * take it.
@@ -86,7 +88,9 @@ struct uconn {
 	const unsigned char *out;
 	size_t out_len, out_off;
 	char req[4096];
-	size_t req_len;
+	size_t req_len, req_head;	/* bytes in req; the head's, once complete */
+	bool keep;			/* answer the next request on this connection */
+	long requests;			/* answered completely */
 	char head[256];
 	int file, pipe[2];
 	size_t pipe_cap, in_pipe;
@@ -98,6 +102,8 @@ struct uconn {
 
 struct userve {
 	struct io_uring ring;
+	struct __kernel_timespec idle;	/* --timeout, for linked timeouts */
+	char idle_tag;			/* user_data of those timeouts */
 	SSL_CTX *ctx;
 	const struct uring_opts *o;
 	int lfd;
@@ -114,6 +120,40 @@ static struct io_uring_sqe *sqe_get(struct userve *s)
 		sqe = io_uring_get_sqe(&s->ring);
 	}
 	return sqe;
+}
+
+/* Waiting for the peer only (the next request, or its close_notify after
+ * ours)?  Such a wait ends after --timeout seconds. */
+static bool idle_wait(const struct uconn *c)
+{
+	return c->o->timeout > 0 &&
+	       (c->closing || (c->o->root && c->requests && !c->req_len));
+}
+
+/* Two entries in a row (an operation and its linked timeout): make room
+ * first, so that a submit cannot fall between them. */
+static struct io_uring_sqe *sqe_get_pair(struct userve *s, bool pair)
+{
+	if (pair && io_uring_sq_space_left(&s->ring) < 2)
+		io_uring_submit(&s->ring);
+	return sqe_get(s);
+}
+
+/* After the operation in sqe, when the connection waits for the peer only:
+ * a linked timeout that cancels it (the operation then completes with
+ * -ECANCELED; the timeout's own completion is ignored). */
+static void link_idle(struct userve *s, struct uconn *c, struct io_uring_sqe *sqe)
+{
+	struct io_uring_sqe *t;
+
+	if (!idle_wait(c))
+		return;
+	t = io_uring_get_sqe(&s->ring);	/* room was made by sqe_get_pair */
+	if (!t)
+		return;
+	sqe->flags |= IOSQE_IO_LINK;
+	io_uring_prep_link_timeout(t, &s->idle, 0);
+	io_uring_sqe_set_data(t, &s->idle_tag);
 }
 
 static int arm_accept(struct userve *s)
@@ -139,19 +179,22 @@ static void fail(struct uconn *c, const char *what, const char *detail)
 
 static int arm_poll(struct userve *s, struct uconn *c, enum ustate st, unsigned int events)
 {
-	struct io_uring_sqe *sqe = sqe_get(s);
+	bool idle = events == POLLIN && idle_wait(c);
+	struct io_uring_sqe *sqe = sqe_get_pair(s, idle);
 
 	if (!sqe)
 		return -EBUSY;
 	c->st = st;
 	io_uring_prep_poll_add(sqe, c->fd, events);
 	io_uring_sqe_set_data(sqe, c);
+	if (idle)
+		link_idle(s, c, sqe);
 	return 0;
 }
 
 static int arm_recv(struct userve *s, struct uconn *c)
 {
-	struct io_uring_sqe *sqe = sqe_get(s);
+	struct io_uring_sqe *sqe = sqe_get_pair(s, idle_wait(c));
 
 	if (!sqe)
 		return -EBUSY;
@@ -165,6 +208,7 @@ static int arm_recv(struct userve *s, struct uconn *c)
 	c->st = U_RECV;
 	io_uring_prep_recvmsg(sqe, c->fd, &c->msg, 0);
 	io_uring_sqe_set_data(sqe, c);
+	link_idle(s, c, sqe);
 	return 0;
 }
 
@@ -230,17 +274,38 @@ static void prepare_response(struct uconn *c)
 {
 	const char *err;
 
-	c->file = app_http_answer(c->o->root, c->req, c->head, sizeof(c->head), &c->file_size,
-				  &err);
+	c->keep = app_http_keep_alive(c->req);
+	c->file = app_http_answer(c->o->root, c->req, c->keep, c->head, sizeof(c->head),
+				  &c->file_size, &err);
+	c->file_off = 0;
 	c->next = c->file >= 0 ? N_FILE : N_END;
-	if (err)
+	if (err) {
 		fail(c, "answered", err);
+		c->keep = false;
+	}
 	c->out = (const unsigned char *)c->head;
 	c->out_off = 0;
 	c->out_len = strlen(c->head);
 }
 
-/* Request bytes in; true once the head is complete (or too long). */
+/* Is the head in c->req complete (or too long to be)?  Sets req_head. */
+static bool request_complete(struct uconn *c)
+{
+	char *e = strstr(c->req, "\r\n\r\n");
+
+	if (e)
+		c->req_head = (size_t)(e + 4 - c->req);
+	else if ((e = strstr(c->req, "\n\n")))
+		c->req_head = (size_t)(e + 2 - c->req);
+	else if (c->req_len == sizeof(c->req) - 1)
+		c->req_head = c->req_len;
+	else
+		return false;
+	return true;
+}
+
+/* Request bytes in; true once the head is complete (or too long).  Bytes
+ * past the head (a pipelined request) stay for the next answer. */
 static bool request_add(struct uconn *c, const unsigned char *p, size_t n)
 {
 	size_t room = sizeof(c->req) - 1 - c->req_len;
@@ -250,13 +315,40 @@ static bool request_add(struct uconn *c, const unsigned char *p, size_t n)
 	memcpy(c->req + c->req_len, p, n);
 	c->req_len += n;
 	c->req[c->req_len] = 0;
-	return strstr(c->req, "\r\n\r\n") || strstr(c->req, "\n\n") || !room;
+	return request_complete(c);
+}
+
+/* Would the peer's close now cut an answer short?  Echo: never; files:
+ * before the first request is complete or within one. */
+static bool close_cuts_short(const struct uconn *c)
+{
+	return c->o->root && (!c->requests || c->req_len);
+}
+
+/* An answer is out completely: keep what followed its request, drop the
+ * file.  True if the connection goes on (keep-alive). */
+static bool request_done(struct uconn *c)
+{
+	c->requests++;
+	if (c->file >= 0) {
+		c->bytes += (uint64_t)c->file_size;
+		close(c->file);
+		c->file = -1;
+	}
+	if (!c->keep)
+		return false;
+	c->req_len -= c->req_head;
+	memmove(c->req, c->req + c->req_head, c->req_len);
+	c->req[c->req_len] = 0;
+	c->req_head = 0;
+	c->next = N_RECV;
+	return true;
 }
 
 static int ring_response(struct userve *s, struct uconn *c)
 {
 	prepare_response(c);
-	if (c->next == N_FILE) {
+	if (c->next == N_FILE && c->pipe[0] < 0) {
 		int cap;
 
 		if (pipe2(c->pipe, O_CLOEXEC) < 0) {
@@ -272,14 +364,17 @@ static int ring_response(struct userve *s, struct uconn *c)
 	return pay_then(s, c, arm_send);
 }
 
-/* The next piece of the file, after what the bridge owes the peer;
- * -ECANCELED once the whole file is out. */
+static int end_cleanly(struct userve *s, struct uconn *c);
+
+/* The next piece of the file, after what the bridge owes the peer; once
+ * the whole file is out, the next request (keep-alive) or the end. */
 static int next_piece(struct userve *s, struct uconn *c)
 {
 	if (c->file_off < c->file_size)
 		return pay_then(s, c, splice_in);
-	c->bytes = (uint64_t)c->file_off;
-	return -ECANCELED;
+	if (!request_done(c))
+		return end_cleanly(s, c);
+	return request_complete(c) ? ring_response(s, c) : arm_recv(s, c);
 }
 
 /* Our close_notify, then read until the peer's answer or EOF (unread data
@@ -328,8 +423,11 @@ static int lib_step(struct userve *s, struct uconn *c)
 				c->out_off = 0;
 				continue;
 			}
-			c->bytes = (uint64_t)c->file_off;
-			c->next = N_END;
+			if (!request_done(c))
+				c->next = N_END;
+			else if (request_complete(c))
+				prepare_response(c);
+			continue;
 		}
 		if (c->next == N_END) {
 			SSL_shutdown(c->ssl);
@@ -354,7 +452,7 @@ wait:
 		if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
 			return arm_poll(s, c, U_LIB, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT) ?
 				       -1 : 0;
-		if (e == SSL_ERROR_ZERO_RETURN && !c->o->root) {
+		if (e == SSL_ERROR_ZERO_RETURN && !close_cuts_short(c)) {
 			SSL_shutdown(c->ssl);
 			return 1;
 		}
@@ -388,12 +486,12 @@ static void conn_report(struct userve *s, struct uconn *c)
 		printf("{\"conn\":%ld,\"ok\":%s,\"error\":\"%s\",\"ring\":true,"
 		       "\"protocol\":\"%s\",\"cipher\":\"%s\",\"bytes\":%llu,"
 		       "\"sha256_in\":\"%s\",\"keyupdates_sent\":%llu,\"handoff\":%s,"
-		       "\"splice\":%s,\"status\":%s}\n",
+		       "\"splice\":%s,\"requests\":%ld,\"status\":%s}\n",
 		       c->id, c->failed ? "false" : "true", c->failed ? c->why : "",
 		       SSL_get_version(c->ssl), SSL_get_cipher_name(c->ssl),
 		       (unsigned long long)c->bytes, hex, (unsigned long long)c->kus,
 		       c->ho ? "true" : "false", c->ho && o->root && c->pipe[0] >= 0 ? "true" : "false",
-		       app_status_json(c->ssl));
+		       c->requests, app_status_json(c->ssl));
 		fflush(stdout);
 	}
 	s->ended++;
@@ -475,6 +573,11 @@ static int on_recv(struct userve *s, struct uconn *c, int res)
 	struct cmsghdr *cm;
 	int type = CT_APPDATA, r;
 
+	if (res == -ECANCELED && idle_wait(c)) {	/* --timeout passed */
+		if (c->closing)
+			return -ECANCELED;	/* no answer to our close_notify */
+		return end_cleanly(s, c);	/* kept alive, no next request */
+	}
 	if (res > 0)
 		for (cm = CMSG_FIRSTHDR(&c->msg); cm; cm = CMSG_NXTHDR(&c->msg, cm))
 			if (cm->cmsg_level == SOL_TLS && cm->cmsg_type == TLS_GET_RECORD_TYPE)
@@ -486,7 +589,7 @@ static int on_recv(struct userve *s, struct uconn *c, int res)
 		return r;
 	}
 	if (r == 1) {	/* close_notify (answered) or EOF */
-		if (!c->closing && c->o->root)
+		if (!c->closing && close_cuts_short(c))
 			fail(c, "the peer closed before the answer", NULL);
 		return -ECANCELED;
 	}
@@ -529,7 +632,13 @@ static int on_done(struct userve *s, struct uconn *c, int res)
 	case U_HS:
 		return hs_step(s, c);
 	case U_LIB: {
-		int r = lib_step(s, c);
+		int r;
+
+		if (res == -ECANCELED && idle_wait(c)) {	/* no next request */
+			SSL_shutdown(c->ssl);
+			return -ECANCELED;
+		}
+		r = lib_step(s, c);
 
 		return r == 0 ? 0 : r > 0 ? -ECANCELED : -EIO;
 	}
@@ -551,11 +660,8 @@ static int on_done(struct userve *s, struct uconn *c, int res)
 			return arm_send(s, c);
 		if (c->next == N_RECV)
 			return after_echo(s, c);
-		if (c->next == N_FILE) {
-			int r = next_piece(s, c);
-
-			return r == -ECANCELED ? end_cleanly(s, c) : r;
-		}
+		if (c->next == N_FILE)
+			return next_piece(s, c);
 		return end_cleanly(s, c);
 	case U_SPLICE_IN:
 		if (res <= 0) {
@@ -575,11 +681,7 @@ static int on_done(struct userve *s, struct uconn *c, int res)
 		c->in_pipe -= (size_t)res;
 		if (c->in_pipe)
 			return splice_out(s, c);
-		{
-			int r = next_piece(s, c);
-
-			return r == -ECANCELED ? end_cleanly(s, c) : r;
-		}
+		return next_piece(s, c);
 	}
 	return -EINVAL;
 }
@@ -625,7 +727,8 @@ static long rss_kib(const char *what)
 
 int uring_serve(SSL_CTX *ctx, int lfd, const struct uring_opts *o)
 {
-	struct userve s = { .ctx = ctx, .o = o, .lfd = lfd, .accepting = true };
+	struct userve s = { .ctx = ctx, .o = o, .lfd = lfd, .accepting = true,
+			    .idle = { .tv_sec = o->timeout } };
 	long rss0 = rss_kib("VmRSS:");
 	int ret;
 
@@ -649,6 +752,8 @@ int uring_serve(SSL_CTX *ctx, int lfd, const struct uring_opts *o)
 			struct uconn *c = io_uring_cqe_get_data(cqe);
 
 			seen++;
+			if (c == (void *)&s.idle_tag)
+				continue;	/* a linked timeout's own completion */
 			if (!c)
 				on_accept(&s, cqe->res);
 			else if (on_done(&s, c, cqe->res) < 0)

@@ -16,6 +16,8 @@ struct uring_opts {
 	bool keyupdate_requested;
 	bool verbose, json;
 	unsigned int entries;		/* ring size */
+	int timeout;			/* seconds a connection may wait for its next
+					 * request or the peer's close_notify; 0: no limit */
 };
 
 /* Accept on lfd and serve until max_conns connections ended.  0, or 1 on

@@ -99,3 +99,45 @@ def test_ring_refuses_own_bio(certs):
                         "--own-bio"], capture_output=True, text=True, timeout=30)
     assert r.returncode == 2
     assert "--own-bio does not work with --uring" in r.stderr, r.stderr
+
+
+def test_ring_keeps_the_connection_for_the_next_request(certs, tmp_path):
+    """HTTP keep-alive through the ring's libssl path: three GETs on one
+    connection (the last says close), then one that says close at once."""
+    root = tmp_path / "www"
+    root.mkdir()
+    body = bytes(range(256)) * 700
+    (root / "f").write_bytes(body)
+    serve, port = ring(certs, 2, "--root", str(root))
+    runs = [subprocess.run([app("ktls-client"), "--json", "--mode", "recv", "--get", "/f",
+                            "--requests", str(k), "127.0.0.1:%d" % port],
+                           capture_output=True, text=True, timeout=60) for k in (3, 1)]
+    lines, err = finish(serve)
+    for r in runs:
+        assert r.returncode == 0, r.stderr
+    three, one = (json.loads(r.stdout) for r in runs)
+    assert three["responses_200"] == 3 and three["reconnects"] == 0, three
+    assert three["body_bytes"] == 3 * len(body) and one["body_bytes"] == len(body), one
+    assert [(s["ok"], s["requests"], s["bytes"]) for s in lines] == \
+        [(True, 3, 3 * len(body)), (True, 1, len(body))], lines
+
+
+def test_ring_ends_an_idle_kept_alive_connection(certs, tmp_path):
+    """A client that got its answer and says nothing more is sent a
+    close_notify after --timeout; the server does not wait for it."""
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "f").write_bytes(b"small\n")
+    serve, port = ring(certs, 1, "--root", str(root), "--timeout", "1")
+    cli = subprocess.Popen(["openssl", "s_client", "-connect", "127.0.0.1:%d" % port,
+                            "-quiet", "-ign_eof"], stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        cli.stdin.write(b"GET /f HTTP/1.1\r\nHost: x\r\n\r\n")
+        cli.stdin.flush()
+        lines, err = finish(serve)    # stdin stays open: only the timeout ends it
+    finally:
+        cli.kill()
+        out = cli.communicate()[0]
+    assert out.endswith(b"\r\n\r\nsmall\n") and b"Connection: keep-alive" in out, out
+    assert [(s["ok"], s["requests"]) for s in lines] == [(True, 1)], lines

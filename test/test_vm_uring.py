@@ -76,18 +76,32 @@ __FILES__
 """
 
 FILES = r"""
-ring files 4451 3 --root /root/www
+ring files 4451 5 --root /root/www --timeout 3
 curl -sSk -o /dev/null https://127.0.0.1:4451/small
 stats tls13.before
 curl -sSk --tlsv1.3 -o tls13.body https://127.0.0.1:4451/big 2> tls13.cerr || echo "CURLFAIL tls13 $?"
 stats tls13.after
 echo "GOT tls13 {\"sha256\":\"$(sha256sum < tls13.body | cut -d' ' -f1)\",\"bytes\":$(wc -c < tls13.body)}"
 stats tls12.before
-printf 'GET /big HTTP/1.1\r\nHost: x\r\n\r\n' |
+printf 'GET /big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' |
     openssl s_client -connect 127.0.0.1:4451 -tls1_2 -quiet -ign_eof > tls12.out 2> tls12.cerr || true
 stats tls12.after
 tail -c $((__MIB__ * 1048576)) tls12.out > tls12.body
 echo "GOT tls12 {\"sha256\":\"$(sha256sum < tls12.body | cut -d' ' -f1)\",\"bytes\":$(wc -c < tls12.body)}"
+# keep-alive: three answers on one connection (curl says if it re-used it)
+dd if=/dev/urandom of=www/mid bs=1024 count=1536 2>/dev/null
+curl -sSkv -o ka1 -o ka2 -o ka3 https://127.0.0.1:4451/mid https://127.0.0.1:4451/small \
+    https://127.0.0.1:4451/mid 2> ka.cerr || echo "CURLFAIL ka $?"
+echo "KA files {\"reused\":$(grep -c 'Re-using existing connection' ka.cerr),\"want\":\"$(cat www/mid www/small www/mid | sha256sum | cut -d' ' -f1)\",\"got\":\"$(cat ka1 ka2 ka3 | sha256sum | cut -d' ' -f1)\",\"bytes\":$(cat ka1 ka2 ka3 | wc -c)}"
+# an idle kept-alive connection is ended after --timeout (3 s): our
+# close_notify, then at most 3 s more for the peer's; the server, at its
+# last connection, exits then (the client would idle 20 s)
+t0=$(date +%s)
+(printf 'GET /small HTTP/1.1\r\nHost: x\r\n\r\n'; sleep 20) |
+    timeout 30 openssl s_client -connect 127.0.0.1:4451 -quiet -ign_eof > idle.out 2> idle.cerr &
+i=0
+while kill -0 $(cat files.pid) 2>/dev/null && [ $i -lt 250 ]; do sleep 0.1; i=$((i+1)); done
+echo "IDLE files {\"secs\":$(( $(date +%s) - t0 )),\"body\":\"$(tail -n 1 idle.out)\"}"
 i=0
 while kill -0 $(cat files.pid) 2>/dev/null && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done
 kill $(cat files.pid) 2>/dev/null && echo "SERVEXIT files still running: killed"
@@ -103,7 +117,8 @@ def run(tmp_path_factory, kernel, conns, files=True):
               .replace("__KU__", str(EVERY_TENTH_KU)))
     r = run_guest_script(tmp_path_factory.mktemp("uring"), script, kernel, timeout=1200)
     assert r[0] == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    res = tagged_lines(r.stdout, json_kinds=("STAT", "SERVE", "LOAD", "FILE", "GOT"),
+    res = tagged_lines(r.stdout, json_kinds=("STAT", "SERVE", "LOAD", "FILE", "GOT", "KA",
+                                             "IDLE"),
                        text_kinds=("SERR", "CURLFAIL", "SERVEXIT", "LOADERR", "ECHOTIME"))
     res["_text"] = r.stdout + r.stderr
     return res
@@ -185,6 +200,30 @@ def test_ring_splices_a_file_tls13_curl(guest):
 
 def test_ring_splices_a_file_tls12_s_client(guest):
     assert files_run(guest, "tls12", 2)["protocol"] == "TLSv1.2"
+
+
+def test_ring_keeps_a_connection_alive_for_the_next_request(guest):
+    """HTTP keep-alive: curl fetches three files on one connection; the
+    ring answers each (the files by splice) and counts three requests."""
+    ka = guest[("KA", "files")][0]
+    s = guest[("SERVE", "files")][3]
+    print("\n[vm_uring] keep-alive: %s; server %s requests, %d bytes" % (ka, s["requests"],
+                                                                         s["bytes"]))
+    assert not guest.get(("CURLFAIL", "ka")), guest.get(("CURLFAIL", "ka"))
+    assert ka["reused"] == 2 and ka["got"] == ka["want"], ka
+    assert s["ok"] and s["handoff"] and s["splice"] and s["requests"] == 3, s
+    assert s["bytes"] == ka["bytes"] == 2 * 1536 * 1024 + len("small\n"), (s, ka)
+
+
+def test_ring_ends_an_idle_kept_alive_connection(guest):
+    """A client that asked for a file and then says nothing is ended after
+    --timeout (3 s) with close_notify, and 3 s later at most without the
+    peer's answer: the server (at its last connection) is gone long before
+    the client's 20 s; its line says ok, one request."""
+    idle = guest[("IDLE", "files")][0]
+    s = guest[("SERVE", "files")][4]
+    assert idle["body"] == "small" and 3 <= idle["secs"] < 15, idle
+    assert s["ok"] and s["requests"] == 1 and s["bytes"] == len("small\n"), s
 
 
 def test_61_tls13_served_through_libssl_and_says_why(guest61):
