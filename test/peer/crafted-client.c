@@ -13,8 +13,11 @@
  * One run, on a new connection: a 1000-byte record and its echo (which
  * also eats the server's NewSessionTickets); the case's crafted records;
  * three 1000-byte records under the key the client's own chain has
- * reached; when everything came back, close_notify; then it reads until
- * the server ends the connection.  Every run prints one JSON line: how
+ * reached; with --trail, an upload it writes without reading, through a
+ * small send buffer, as a peer in the middle of a request body would (an
+ * alert case: does the server let it finish and read the alert, or reset
+ * it, "write_error"?); when everything came back, close_notify; then it
+ * reads until the server ends the connection.  Every run prints one JSON line: how
  * the server ended it and whether that is what RFC 8446 asks for (the
  * table `cases` below, also printed by --list).
  *
@@ -244,6 +247,7 @@ struct opts {
 	long value;
 	long repeat;
 	uint64_t bytes;
+	uint64_t trail;		/* alert cases: an upload after the crafted records */
 	const char *suites;
 	int timeout;		/* seconds without progress */
 	bool no_echo;
@@ -255,7 +259,8 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"Usage: crafted-client --case NAME [--value N] [--repeat R] [--bytes B]\n"
-		"                      [--ciphersuites LIST] [--timeout SECONDS] [--no-echo]\n"
+		"                      [--trail B] [--ciphersuites LIST] [--timeout SECONDS]\n"
+		"                      [--no-echo]\n"
 		"                      HOST:PORT\n"
 		"       crafted-client --list\n"
 		"A TLS 1.3 client that sends crafted KeyUpdate records to an echo server\n"
@@ -265,6 +270,8 @@ static void usage(FILE *f)
 		"                        ku-every)\n"
 		"  --repeat R            runs, each on a new connection (default 1)\n"
 		"  --bytes B             ku-every: bytes to send, K/M/G suffixes (default 64M)\n"
+		"  --trail B             alert cases: then B more bytes, written without reading\n"
+		"                        (a peer still uploading when the server ends it)\n"
 		"  --ciphersuites LIST   TLS 1.3 suites to offer (default TLS_AES_128_GCM_SHA256;\n"
 		"                        AES-GCM and ChaCha20-Poly1305 suites only)\n"
 		"  --timeout SECONDS     give up after this long without progress (default 10)\n"
@@ -794,7 +801,7 @@ static int refill(struct conn *c)
 
 		ret = send_data(c, n);
 		c->bulk_left -= n;
-		if (!ret && ++c->bulk_records % (uint64_t)c->ku_every == 0) {
+		if (!ret && c->ku_every && ++c->bulk_records % (uint64_t)c->ku_every == 0) {
 			ret = send_ku(c, 1);
 			if (!ret)
 				ret = tx_next(c);
@@ -1006,6 +1013,7 @@ static void do_write(struct conn *c)
 
 enum goal {
 	GOAL_FLUSH,	/* everything queued (and generated) is written */
+	GOAL_UPLOAD,	/* the same, reading nothing meanwhile */
 	GOAL_ECHO,	/* ... and all of it came back */
 	GOAL_END,	/* the server ended the connection */
 };
@@ -1014,7 +1022,7 @@ static bool goal_met(const struct conn *c, enum goal g)
 {
 	bool flushed = c->write_dead || (c->txoff == c->txlen && !c->bulk_left);
 
-	if (g == GOAL_FLUSH)
+	if (g == GOAL_FLUSH || g == GOAL_UPLOAD)
 		return flushed;
 	if (g == GOAL_ECHO)
 		return flushed && c->echoed >= c->sent && !c->write_dead;
@@ -1025,7 +1033,7 @@ static bool goal_met(const struct conn *c, enum goal g)
 static void pump(struct conn *c, enum goal g)
 {
 	while (!c->end) {
-		struct pollfd p = { .fd = c->fd, .events = POLLIN };
+		struct pollfd p = { .fd = c->fd, .events = g == GOAL_UPLOAD ? 0 : POLLIN };
 		int n;
 
 		if (refill(c)) {
@@ -1050,9 +1058,10 @@ static void pump(struct conn *c, enum goal g)
 			set_end(c, END_TIMEOUT);
 			break;
 		}
-		if (p.revents & (POLLIN | POLLHUP | POLLERR))
+		if (g != GOAL_UPLOAD && (p.revents & (POLLIN | POLLHUP | POLLERR)))
 			do_read(c);
-		if (!c->end && (p.revents & (POLLOUT | POLLERR)) && c->txoff < c->txlen)
+		if (!c->end && (p.revents & (POLLOUT | POLLERR | (g == GOAL_UPLOAD ? POLLHUP : 0))) &&
+		    c->txoff < c->txlen)
 			do_write(c);
 	}
 }
@@ -1100,7 +1109,7 @@ static void keylog_cb(const SSL *ssl, const char *line)
 static int connect_to(struct conn *c, const struct addrinfo *ai)
 {
 	struct timeval tv = { .tv_sec = c->o->timeout };
-	int one = 1, err = ECONNREFUSED;
+	int one = 1, sndbuf = 16384, err = ECONNREFUSED;
 
 	for (; ai; ai = ai->ai_next) {
 		int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -1112,6 +1121,9 @@ static int connect_to(struct conn *c, const struct addrinfo *ai)
 		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		/* an upload: little room of our own, so the server must read it */
+		if (c->o->trail)
+			setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
 		if (!connect(fd, ai->ai_addr, ai->ai_addrlen)) {
 			c->fd = fd;
 			return 0;
@@ -1264,6 +1276,10 @@ static void exchange(struct conn *c)
 	for (int i = 0; i < 3 && !c->end; i++)
 		if (send_data(c, DATA_LEN))
 			goto fail;
+	if (o->trail) {		/* the records go out first, then the upload */
+		c->bulk_left = o->trail;
+		pump(c, GOAL_UPLOAD);
+	}
 	if (o->no_echo) {
 		pump(c, GOAL_END);
 		return;
@@ -1365,6 +1381,7 @@ int main(int argc, char **argv)
 		{ "value", required_argument, NULL, 'v' },
 		{ "repeat", required_argument, NULL, 'r' },
 		{ "bytes", required_argument, NULL, 'b' },
+		{ "trail", required_argument, NULL, 'T' },
 		{ "ciphersuites", required_argument, NULL, 's' },
 		{ "timeout", required_argument, NULL, 't' },
 		{ "no-echo", no_argument, NULL, 'n' },
@@ -1401,6 +1418,11 @@ int main(int argc, char **argv)
 				return usage_error("--bytes %s: want a positive size (K/M/G)",
 						   optarg);
 			bytes_set = true;
+			break;
+		case 'T':
+			if (parse_bytes(optarg, &o.trail))
+				return usage_error("--trail %s: want a positive size (K/M/G)",
+						   optarg);
 			break;
 		case 's':
 			if (check_suites(optarg))
@@ -1443,6 +1465,9 @@ int main(int argc, char **argv)
 	if (bytes_set && o.tc->craft != craft_ku_every)
 		return usage_error("--bytes: only case ku-every sends bulk data (not %s)",
 				   o.tc->name);
+	/* an echo of the upload would fill both directions: no alert, no end */
+	if (o.trail && o.tc->expected < 0)
+		return usage_error("--trail: case %s is not answered with an alert", o.tc->name);
 	if (o.no_echo && o.tc->expected == EXP_NONE)
 		return usage_error("--no-echo: case %s needs an echo server", o.tc->name);
 
