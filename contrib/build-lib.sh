@@ -1,6 +1,20 @@
-# build-lib.sh - sourced (bash) by contrib/*/build.sh: what building a
-# server from Debian's source with the bridge's patches has in common.
+# build-lib.sh - sourced (bash) by contrib/*/build.sh and
+# scripts/liburing-next.sh: what building from Debian's source into a cache
+# (a server with the bridge's patches, a newer library) has in common.
 # The caller defines log() and die().
+
+# print_path_args LAST ARG: the one optional argument of such a build
+# script: --print-path sets print_only=1; -h/--help prints the header
+# comment (lines 2 to LAST of the script, "# " taken off) and exits 0
+print_path_args() {
+	print_only=0
+	case ${2:-} in
+	--print-path) print_only=1 ;;
+	-h | --help) sed -n "2,$1p" "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	"") ;;
+	*) die "unknown argument: $2" ;;
+	esac
+}
 
 # series_hash DIR: a short hash of DIR/series and the patches it names
 series_hash() {
@@ -103,7 +117,8 @@ cached_or_lock() {
 	exec 9>"$1/.lock"
 	flock 9 || die "cannot lock $1/.lock"
 	if p=$(cached); then
-		log "cached: $p ($(cat "$(dirname "$p")/version"))"
+		# the version file is next to a binary, or in a directory printed
+		log "cached: $p ($(cat "$p/version" 2>/dev/null || cat "$(dirname "$p")/version"))"
 		echo "$p"
 		exit 0
 	fi

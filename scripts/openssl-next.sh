@@ -22,14 +22,9 @@ suite=${KTLS_OPENSSL_SUITE:-trixie}
 cache=${KTLS_OPENSSL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ktls-offload/openssl}
 log() { echo "openssl-next.sh: $*" >&2; }
 die() { log "error: $*"; exit 2; }
+. "$(dirname "$0")/../contrib/build-lib.sh"
 
-print_only=0
-case ${1:-} in
---print-path) print_only=1 ;;
--h | --help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-"") ;;
-*) die "unknown argument: $1" ;;
-esac
+print_path_args 18 "$@"
 
 newest() {
 	local d

@@ -39,13 +39,7 @@ nosource() { log "error: $*"; exit 3; }
 . "$top/scripts/private-apt.sh"
 . "$top/contrib/build-lib.sh"
 
-print_only=0
-case ${1:-} in
---print-path) print_only=1 ;;
--h | --help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-"") ;;
-*) die "unknown argument: $1" ;;
-esac
+print_path_args 28 "$@"
 
 builddir=$(built_tree "$builddir")
 libdir=$builddir/ktls-bridge/.libs
