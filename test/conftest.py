@@ -50,6 +50,9 @@ SKIP_ALLOWED = {
                "Debian's source package takes about 6 minutes on two cores",
     "nginx": "the nginx tests are opt-in (KTLS_NGINX=1): building stock and bridge-linked "
              "nginx from Debian's source package takes about 2 minutes each on two cores",
+    "liburing-next": "the build against the newer liburing runs when asked for "
+                     "(KTLS_LIBURING_NEXT=1, which scripts/test.sh sets) or when "
+                     "scripts/liburing-next.sh has built it already",
     "host-has-ktls": "this host's kernel has kTLS, so the host tests of the userspace "
                      "fallback and its reasons do not apply (the VM tests cover kTLS)",
 }
