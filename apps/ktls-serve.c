@@ -32,7 +32,7 @@ struct serve_opts {
 	long max_conns;
 	long keyupdate_every;
 	bool keyupdate_requested;
-	int timeout;
+	int timeout, threads;
 };
 
 static void usage(FILE *f)
@@ -55,6 +55,8 @@ static void usage(FILE *f)
 		"  --uring                   many connections at once on one io_uring ring,\n"
 		"                            each handed off after its handshake (implies\n"
 		"                            --handoff; --root files go out by splice)\n"
+		"  --threads N               with --uring: N rings, one per thread, all\n"
+		"                            accepting (1 to 256; default 1)\n"
 		"  --timeout SECS            per-connection idle timeout (default 60; with\n"
 		"                            --uring: waiting for the next request or the\n"
 		"                            peer's close_notify)\n"
@@ -366,6 +368,7 @@ int main(int argc, char **argv)
 		{ "keyupdate-requested", no_argument, NULL, 'U' },
 		{ "handoff", no_argument, NULL, 'H' },
 		{ "uring", no_argument, NULL, 'R' },
+		{ "threads", required_argument, NULL, 'T' },
 		{ "timeout", required_argument, NULL, 't' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "json", no_argument, NULL, 'j' },
@@ -397,16 +400,18 @@ int main(int argc, char **argv)
 		case 'v': o.verbose = true; break;
 		case 'j': o.json = true; break;
 		case 'h': usage(stdout); return 0;
-		case 'p': case 'm': case 'u': case 't': {
+		case 'p': case 'm': case 'u': case 't': case 'T': {
 			long v = strtol(optarg, &end, 10);
 
-			if (*end || v < 0 || (ch == 'p' && v > 65535)) {
+			if (*end || v < 0 || (ch == 'p' && v > 65535) ||
+			    (ch == 'T' && (v < 1 || v > 256))) {
 				fprintf(stderr, "%s: bad number '%s'\n", prog, optarg);
 				return 2;
 			}
 			if (ch == 'p') o.port = (int)v;
 			else if (ch == 'm') o.max_conns = v;
 			else if (ch == 'u') o.keyupdate_every = v;
+			else if (ch == 'T') o.threads = (int)v;
 			else o.timeout = (int)v;
 			break;
 		}
@@ -416,9 +421,10 @@ int main(int argc, char **argv)
 		}
 	}
 	if (optind != argc || !o.cert || !o.key || (o.echo && o.root) ||
-	    (o.app.own_bio && (o.root || o.uring))) {
+	    (o.app.own_bio && (o.root || o.uring)) || (o.threads && !o.uring)) {
 		fprintf(stderr, "%s: %s\n", prog,
 			optind != argc ? "unexpected argument" :
+			(o.threads && !o.uring) ? "--threads works with --uring only" :
 			(o.echo && o.root) ? "--echo and --root exclude each other" :
 			o.uring ? "--own-bio does not work with --uring (a hand-off needs the "
 				  "bridge's own BIO)" :
@@ -447,7 +453,7 @@ int main(int argc, char **argv)
 			.app = &o.app, .prog = prog, .root = o.root, .max_conns = o.max_conns,
 			.keyupdate_every = o.keyupdate_every,
 			.keyupdate_requested = o.keyupdate_requested, .verbose = o.verbose,
-			.json = o.json, .timeout = o.timeout,
+			.json = o.json, .timeout = o.timeout, .threads = o.threads,
 		};
 
 		r = uring_serve(ctx, lfd, &uo);

@@ -28,11 +28,20 @@
  * through libssl (userspace records, the reason printed), driven by polls.
  * Zero-copy send (SEND_ZC) is not used: the kernel's TLS layer does not
  * take it.
+ *
+ * --threads N: N threads, each with a ring of its own that accepts on the
+ * one listening socket (the kernel hands each new connection to one of
+ * them); a connection stays on its ring.  They share only the counters.
+ * Reaching --max-conns, a ring shuts the listening socket down, which ends
+ * the accepts the other rings have pending; a connection one of them
+ * accepted past the limit in that moment is closed unserved (said).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <liburing.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,15 +109,22 @@ struct uconn {
 	EVP_MD_CTX *md;
 };
 
+/* What the rings (threads) share. */
+struct ushared {
+	atomic_long accepted, ended, failed, live, peak, past_limit;
+};
+
 struct userve {
 	struct io_uring ring;
 	struct __kernel_timespec idle;	/* --timeout, for linked timeouts */
 	char idle_tag;			/* user_data of those timeouts */
 	SSL_CTX *ctx;
 	const struct uring_opts *o;
-	int lfd;
+	struct ushared *g;
+	int lfd, index, ret;
 	bool accepting;
-	long accepted, ended, failed, live, peak;
+	long live;			/* this ring's connections */
+	pthread_t thread;
 };
 
 static struct io_uring_sqe *sqe_get(struct userve *s)
@@ -475,28 +491,30 @@ static void conn_report(struct userve *s, struct uconn *c)
 	if (!o->root)
 		app_sha256_hex(c->md, hex);
 	if (o->verbose) {
+		flockfile(stderr);	/* the lines of one connection together */
 		fprintf(stderr, "%s: ring conn %ld: %s %s, %s %llu bytes%s%s%s\n", o->prog, c->id,
 			SSL_get_version(c->ssl), SSL_get_cipher_name(c->ssl),
 			o->root ? "sent" : "echoed", (unsigned long long)c->bytes,
 			c->ho ? " (handed off)" : " (through libssl)", c->failed ? ": " : "",
 			c->failed ? c->why : "");
 		app_print_status(stderr, "  ", c->ssl);
+		funlockfile(stderr);
 	}
 	if (o->json) {
-		printf("{\"conn\":%ld,\"ok\":%s,\"error\":\"%s\",\"ring\":true,"
+		printf("{\"conn\":%ld,\"ok\":%s,\"error\":\"%s\",\"ring\":true,\"thread\":%d,"
 		       "\"protocol\":\"%s\",\"cipher\":\"%s\",\"bytes\":%llu,"
 		       "\"sha256_in\":\"%s\",\"keyupdates_sent\":%llu,\"handoff\":%s,"
 		       "\"splice\":%s,\"requests\":%ld,\"status\":%s}\n",
-		       c->id, c->failed ? "false" : "true", c->failed ? c->why : "",
+		       c->id, c->failed ? "false" : "true", c->failed ? c->why : "", s->index,
 		       SSL_get_version(c->ssl), SSL_get_cipher_name(c->ssl),
 		       (unsigned long long)c->bytes, hex, (unsigned long long)c->kus,
 		       c->ho ? "true" : "false", c->ho && o->root && c->pipe[0] >= 0 ? "true" : "false",
 		       c->requests, app_status_json(c->ssl));
 		fflush(stdout);
 	}
-	s->ended++;
+	s->g->ended++;
 	if (c->failed)
-		s->failed++;
+		s->g->failed++;
 }
 
 static void conn_free(struct userve *s, struct uconn *c)
@@ -514,18 +532,20 @@ static void conn_free(struct userve *s, struct uconn *c)
 	}
 	free(c);
 	s->live--;
+	s->g->live--;
 }
 
-static struct uconn *conn_new(struct userve *s, int fd)
+static struct uconn *conn_new(struct userve *s, int fd, long id)
 {
 	struct uconn *c = calloc(1, sizeof(*c));
+	long live, peak;
 
 	if (!c)
 		return NULL;
 	c->o = s->o;
 	c->fd = fd;
 	c->file = c->pipe[0] = c->pipe[1] = -1;
-	c->id = ++s->accepted;
+	c->id = id;
 	c->ssl = SSL_new(s->ctx);
 	c->md = EVP_MD_CTX_new();
 	if (!c->ssl || !c->md || !EVP_DigestInit_ex(c->md, EVP_sha256(), NULL) ||
@@ -536,8 +556,10 @@ static struct uconn *conn_new(struct userve *s, int fd)
 		return NULL;
 	}
 	s->live++;
-	if (s->live > s->peak)
-		s->peak = s->live;
+	live = ++s->g->live;
+	peak = atomic_load(&s->g->peak);
+	while (live > peak && !atomic_compare_exchange_weak(&s->g->peak, &peak, live))
+		;
 	return c;
 }
 
@@ -690,20 +712,32 @@ static void on_accept(struct userve *s, int res)
 {
 	const struct uring_opts *o = s->o;
 	struct uconn *c;
+	long id = 0;
 
+	if (res >= 0) {
+		id = ++s->g->accepted;
+		/* the last one: end the other rings' pending accepts */
+		if (o->max_conns && id == o->max_conns && o->threads > 1)
+			shutdown(s->lfd, SHUT_RD);
+	}
 	if (res < 0) {
-		if (res != -EINTR && res != -ECONNABORTED && res != -EAGAIN)
+		if (res != -EINTR && res != -ECONNABORTED && res != -EAGAIN &&
+		    !(res == -EINVAL && o->max_conns && s->g->accepted >= o->max_conns))
 			fprintf(stderr, "%s: accept: %s\n", o->prog, strerror(-res));
-	} else if (!(c = conn_new(s, res))) {
+	} else if (o->max_conns && id > o->max_conns) {
+		fprintf(stderr, "%s: ring %d: a connection accepted past --max-conns %ld, "
+				"closed unserved\n", o->prog, s->index, o->max_conns);
+		close(res);
+		s->g->past_limit++;
+	} else if (!(c = conn_new(s, res, id))) {
 		fprintf(stderr, "%s: ring: cannot set up a connection (out of memory?)\n", o->prog);
 		close(res);
-		s->accepted++;
-		s->ended++;
-		s->failed++;
+		s->g->ended++;
+		s->g->failed++;
 	} else if (hs_step(s, c) < 0) {
 		conn_free(s, c);
 	}
-	s->accepting = !o->max_conns || s->accepted < o->max_conns;
+	s->accepting = !o->max_conns || s->g->accepted < o->max_conns;
 	if (s->accepting && arm_accept(s)) {
 		fprintf(stderr, "%s: ring: no room to accept\n", o->prog);
 		s->accepting = false;
@@ -725,45 +759,91 @@ static long rss_kib(const char *what)
 	return v;
 }
 
-int uring_serve(SSL_CTX *ctx, int lfd, const struct uring_opts *o)
+/* One ring's loop, until it stops accepting and its connections ended;
+ * s->ret 0, or 1 if the ring failed. */
+static void *ring_run(void *arg)
 {
-	struct userve s = { .ctx = ctx, .o = o, .lfd = lfd, .accepting = true,
-			    .idle = { .tv_sec = o->timeout } };
-	long rss0 = rss_kib("VmRSS:");
-	int ret;
+	struct userve *s = arg;
+	const struct uring_opts *o = s->o;
+	int ret = 0;
 
-	ret = io_uring_queue_init(o->entries ? o->entries : 1024, &s.ring, 0);
-	if (ret < 0) {
-		fprintf(stderr, "%s: io_uring_queue_init: %s\n", o->prog, strerror(-ret));
-		return 1;
-	}
-	fprintf(stderr, "%s: io_uring ring of %u entries\n", o->prog, s.ring.sq.ring_entries);
-	arm_accept(&s);
-	while (s.accepting || s.live) {
+	arm_accept(s);
+	while (s->accepting || s->live) {
 		struct io_uring_cqe *cqe;
 		unsigned int head, seen = 0;
 
-		ret = io_uring_submit_and_wait(&s.ring, 1);
+		ret = io_uring_submit_and_wait(&s->ring, 1);
 		if (ret < 0 && ret != -EINTR) {
-			fprintf(stderr, "%s: io_uring_submit_and_wait: %s\n", o->prog, strerror(-ret));
+			fprintf(stderr, "%s: ring %d: io_uring_submit_and_wait: %s\n", o->prog,
+				s->index, strerror(-ret));
 			break;
 		}
-		io_uring_for_each_cqe(&s.ring, head, cqe) {
+		io_uring_for_each_cqe(&s->ring, head, cqe) {
 			struct uconn *c = io_uring_cqe_get_data(cqe);
 
 			seen++;
-			if (c == (void *)&s.idle_tag)
+			if (c == (void *)&s->idle_tag)
 				continue;	/* a linked timeout's own completion */
 			if (!c)
-				on_accept(&s, cqe->res);
-			else if (on_done(&s, c, cqe->res) < 0)
-				conn_free(&s, c);
+				on_accept(s, cqe->res);
+			else if (on_done(s, c, cqe->res) < 0)
+				conn_free(s, c);
 		}
-		io_uring_cq_advance(&s.ring, seen);
+		io_uring_cq_advance(&s->ring, seen);
 	}
-	io_uring_queue_exit(&s.ring);
-	fprintf(stderr, "%s: ring: %ld connections, %ld failed, at most %ld at once; "
-			"VmRSS %ld KiB at the start, %ld at the end, peak (VmHWM) %ld KiB\n",
-		o->prog, s.ended, s.failed, s.peak, rss0, rss_kib("VmRSS:"), rss_kib("VmHWM:"));
-	return ret < 0 && ret != -EINTR ? 1 : 0;
+	s->ret = ret < 0 && ret != -EINTR ? 1 : 0;
+	return NULL;
+}
+
+int uring_serve(SSL_CTX *ctx, int lfd, const struct uring_opts *o)
+{
+	int n = o->threads > 1 ? o->threads : 1, i, ret, started, failed = 0;
+	struct ushared g = { 0 };
+	struct userve *rings = calloc((size_t)n, sizeof(*rings));
+	long rss0 = rss_kib("VmRSS:");
+
+	if (!rings) {
+		fprintf(stderr, "%s: out of memory\n", o->prog);
+		return 1;
+	}
+	for (i = 0; i < n; i++) {
+		struct userve *s = &rings[i];
+
+		*s = (struct userve){ .ctx = ctx, .o = o, .g = &g, .lfd = lfd, .index = i,
+				      .accepting = true, .idle = { .tv_sec = o->timeout } };
+		ret = io_uring_queue_init(o->entries ? o->entries : 1024, &s->ring, 0);
+		if (ret < 0) {
+			fprintf(stderr, "%s: io_uring_queue_init: %s\n", o->prog, strerror(-ret));
+			while (i--)
+				io_uring_queue_exit(&rings[i].ring);
+			free(rings);
+			return 1;
+		}
+	}
+	fprintf(stderr, "%s: io_uring ring%s of %u entries%s\n", o->prog, n > 1 ? "s" : "",
+		rings[0].ring.sq.ring_entries, n > 1 ? ", one per thread" : "");
+	for (started = 1; started < n; started++) {
+		ret = pthread_create(&rings[started].thread, NULL, ring_run, &rings[started]);
+		if (ret) {	/* the rings that run serve on */
+			fprintf(stderr, "%s: pthread_create: %s; %d ring%s\n", o->prog,
+				strerror(ret), started, started > 1 ? "s" : "");
+			break;
+		}
+	}
+	ring_run(&rings[0]);
+	for (i = 0; i < n; i++) {
+		if (i && i < started)
+			pthread_join(rings[i].thread, NULL);
+		failed |= rings[i].ret;
+		io_uring_queue_exit(&rings[i].ring);
+	}
+	free(rings);
+	fprintf(stderr, "%s: ring: %ld connections, %ld failed, at most %ld at once", o->prog,
+		(long)g.ended, (long)g.failed, (long)g.peak);
+	if (n > 1)
+		fprintf(stderr, " on %d rings (%ld accepted past --max-conns, closed)", started,
+			(long)g.past_limit);
+	fprintf(stderr, "; VmRSS %ld KiB at the start, %ld at the end, peak (VmHWM) %ld KiB\n",
+		rss0, rss_kib("VmRSS:"), rss_kib("VmHWM:"));
+	return failed;
 }

@@ -16,12 +16,14 @@ struct uring_opts {
 	bool keyupdate_requested;
 	bool verbose, json;
 	unsigned int entries;		/* ring size */
+	int threads;			/* rings, one per thread (0, 1: one) */
 	int timeout;			/* seconds a connection may wait for its next
 					 * request or the peer's close_notify; 0: no limit */
 };
 
-/* Accept on lfd and serve until max_conns connections ended.  0, or 1 on
- * a setup error (message printed). */
+/* Accept on lfd and serve until max_conns connections ended (o->threads
+ * rings, one per thread).  0, or 1 on a setup error or a ring's failure
+ * (message printed). */
 int uring_serve(SSL_CTX *ctx, int lfd, const struct uring_opts *o);
 
 #endif

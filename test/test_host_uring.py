@@ -141,3 +141,47 @@ def test_ring_ends_an_idle_kept_alive_connection(certs, tmp_path):
         out = cli.communicate()[0]
     assert out.endswith(b"\r\n\r\nsmall\n") and b"Connection: keep-alive" in out, out
     assert [(s["ok"], s["requests"]) for s in lines] == [(True, 1)], lines
+
+
+def test_ring_threads_share_the_connections(certs):
+    """--threads 3: three rings accept on one socket; every connection is
+    served by one of them (its line says which), ids unique."""
+    n = 24
+    serve, port = ring(certs, n, "--threads", "3")
+    clients = [subprocess.Popen([app("ktls-client"), "--json", "--bytes", "128k",
+                                 "127.0.0.1:%d" % port],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for _ in range(n)]
+    results = [json.loads(c.communicate(timeout=120)[0]) for c in clients]
+    lines, err = finish(serve)
+    assert all(c["ok"] and c["bytes_received"] == 128 << 10 for c in results), results
+    assert sorted(s["conn"] for s in lines) == list(range(1, n + 1)), lines
+    assert all(s["ok"] and s["thread"] in (0, 1, 2) for s in lines), lines
+    assert "ring: %d connections, 0 failed" % n in err and "on 3 rings" in err, err
+
+
+def test_ring_threads_stop_at_max_conns(certs):
+    """--threads 2 --max-conns 3 with more clients than that: the ring that
+    accepts the third ends the other ring's pending accept, and the server
+    exits after exactly three connections (before, it would wait forever)."""
+    serve, port = ring(certs, 3, "--threads", "2")
+    clients = [subprocess.Popen([app("ktls-client"), "--json", "--bytes", "16k",
+                                 "--timeout", "20", "127.0.0.1:%d" % port],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for _ in range(3)]
+    for c in clients:
+        c.communicate(timeout=60)
+    lines, err = finish(serve)
+    assert [s["conn"] for s in sorted(lines, key=lambda s: s["conn"])] == [1, 2, 3], lines
+    assert all(s["ok"] for s in lines), lines
+    assert "ring: 3 connections, 0 failed" in err, err
+
+
+def test_threads_needs_uring(certs):
+    cert, key = certs
+    for args, msg in ((["--threads", "2"], "--threads works with --uring only"),
+                      (["--uring", "--threads", "0"], "bad number '0'"),
+                      (["--uring", "--threads", "257"], "bad number '257'")):
+        r = subprocess.run([app("ktls-serve"), "--cert", cert, "--key", key, *args],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 2 and msg in r.stderr, (args, r.stderr)

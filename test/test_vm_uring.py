@@ -24,6 +24,7 @@ pytestmark = pytest.mark.vm
 CONNS = 1000
 CONNS_61 = 100     # the fallback path through libssl, in userspace (slow under TCG)
 EVERY_TENTH_KU = 8
+THREAD_CONNS = 200
 MIB = 64
 
 GUEST = GUEST_PROVIDER_CONF + r"""
@@ -72,7 +73,35 @@ sed 's/^/LOADERR ku /' echo.eku
 sed 's/^/SERVE echo /' echo.serve
 sed 's/^/SERR echo /' echo.serr
 
+__THREADS__
 __FILES__
+"""
+
+# --threads 2: two rings accept on one socket; a KeyUpdate every 2 records
+# (of 8) on a quarter of the connections
+THREADS = r"""
+ring thr 4452 $((__TCONNS__ + 1)) --threads 2
+ktls-client --no-offload --json --bytes 1k 127.0.0.1:4452 > warm.t 2>&1 || true
+stats thr.before
+ktls-client --no-offload --json --tls1_3 --bytes 128k --timeout 300 \
+    --connections $((__TCONNS__ * 3 / 4)) 127.0.0.1:4452 > thr.plain 2> thr.eplain &
+c1=$!
+ktls-client --no-offload --json --tls1_3 --bytes 128k --timeout 300 --keyupdate-every 2 \
+    --keyupdate-requested --connections $((__TCONNS__ / 4)) 127.0.0.1:4452 > thr.ku 2> thr.eku &
+c2=$!
+wait $c1 || true
+wait $c2 || true
+i=0
+while kill -0 $(cat thr.pid) 2>/dev/null && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done
+kill $(cat thr.pid) 2>/dev/null && echo "SERVEXIT thr still running: killed"
+wait $(cat thr.pid) || echo "SERVEXIT thr $?"
+stats thr.after
+echo "LOAD thrplain $(cat thr.plain)"
+echo "LOAD thrku $(cat thr.ku)"
+sed 's/^/LOADERR thrplain /' thr.eplain
+sed 's/^/LOADERR thrku /' thr.eku
+sed 's/^/SERVE thr /' thr.serve
+sed 's/^/SERR thr /' thr.serr
 """
 
 FILES = r"""
@@ -113,6 +142,8 @@ sed 's/^/SERR files /' files.serr
 
 def run(tmp_path_factory, kernel, conns, files=True):
     script = (GUEST.replace("__FILES__", FILES if files else "")
+              .replace("__THREADS__", THREADS if files else "")
+              .replace("__TCONNS__", str(THREAD_CONNS))
               .replace("__MIB__", str(MIB)).replace("__CONNS__", str(conns))
               .replace("__KU__", str(EVERY_TENTH_KU)))
     r = run_guest_script(tmp_path_factory.mktemp("uring"), script, kernel, timeout=1200)
@@ -179,6 +210,32 @@ def test_ring_echo_many_connections_with_keyupdates(guest):
         assert delta.get(k, 0) == 0, (k, nonzero(delta))
     assert "ring: %d connections, 0 failed" % (CONNS + 1) in guest[("SERR", "echo")][-1], \
         guest[("SERR", "echo")][-1]
+
+
+def test_ring_threads_serve_many_connections(guest):
+    """--threads 2: both rings serve connections of one listening socket,
+    every one handed off and byte-exact, the KeyUpdates counted by the
+    server's kernel."""
+    loads = [guest[("LOAD", n)][0] for n in ("thrplain", "thrku")]
+    serves = [s for s in guest[("SERVE", "thr")] if s["conn"] > 1]   # 1: the probe's warm-up
+    delta = stat_delta(guest, "thr")
+    per = [sum(1 for s in serves if s["thread"] == t) for t in (0, 1)]
+    print("\n[vm_uring] --threads 2: %d connections, per ring %s; tls_stat %s; %s"
+          % (len(serves), per, nonzero(delta), guest[("SERR", "thr")][-1]))
+    assert not guest.get(("SERVEXIT", "thr")), guest.get(("SERR", "thr"))
+    for n in ("thrplain", "thrku"):
+        assert not guest.get(("LOADERR", n)), guest.get(("LOADERR", n))[:10]
+    for load in loads:
+        assert load["ok"] and load["failed"] == 0, load
+        assert load["bytes_sent"] == load["bytes_received"] == load["connections"] * (128 << 10)
+    assert sorted(s["conn"] for s in serves) == list(range(2, THREAD_CONNS + 2))
+    assert all(s["ok"] and s["handoff"] and s["bytes"] == 128 << 10 for s in serves), \
+        [s for s in serves if not s["ok"]][:3]
+    assert min(per) > 0, per
+    # (a client sends none after its last record: 3 of 8 records)
+    assert loads[1]["keyupdates_sent"] == (THREAD_CONNS // 4) * 3, loads[1]
+    assert delta["TlsRxRekeyReceived"] == loads[1]["keyupdates_sent"], nonzero(delta)
+    assert "ring: %d connections, 0 failed" % (THREAD_CONNS + 1) in guest[("SERR", "thr")][-1]
 
 
 def files_run(res, name, i):
