@@ -46,6 +46,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 #include <openssl/err.h>
 
@@ -60,6 +61,8 @@
 #define CT_APPDATA 23
 #define REC_MAX 16384
 #define PIPE_WANT (256 * 1024)
+#define LINGER_MS 2000			/* as long as the bridge's own lingering close */
+#define LINGER_TICK_NS (5 * 1000 * 1000)
 
 enum ustate {
 	U_HS,		/* a poll for libssl's handshake */
@@ -70,6 +73,7 @@ enum ustate {
 	U_SPLICE_OUT,	/* pipe -> socket */
 	U_LIB,		/* a poll for libssl (hand-off refused) */
 	U_SHUT,		/* a poll for room for our close_notify */
+	U_LINGER,	/* a tick after our fatal alert: the peer may still write */
 };
 
 /* what comes after a SEND (or a paid KeyUpdate) */
@@ -107,6 +111,9 @@ struct uconn {
 	long records;
 	uint64_t bytes, kus;
 	EVP_MD_CTX *md;
+	struct __kernel_timespec tick;	/* U_LINGER */
+	int64_t linger_until;		/* ms, CLOCK_MONOTONIC */
+	int ended;			/* what ended the connection, while it lingers */
 };
 
 /* What the rings (threads) share. */
@@ -647,10 +654,52 @@ static int after_echo(struct userve *s, struct uconn *c)
 	return arm_recv(s, c);
 }
 
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * The connection ended (ret < 0).  After a fatal alert of the bridge's the
+ * peer may still be writing, and close() with its bytes unread sends a
+ * reset that can reach the peer before it read the alert; on a
+ * non-blocking socket the bridge never waits (ktls_conn_linger(3)).  So
+ * do what the bridge does on a blocking one, without blocking the ring:
+ * on a tick, let ktls_conn_linger(ssl, 0) read and drop what arrived,
+ * until the peer's FIN, for at most LINGER_MS.  (A poll would spin when
+ * the kernel holds a record it cannot decrypt: readable, never read.)
+ * 0 a tick is armed; else ret: close now.
+ */
+static int end_or_linger(struct userve *s, struct uconn *c, int ret)
+{
+	struct io_uring_sqe *sqe;
+
+	if (ret >= 0)
+		return ret;
+	if (c->st != U_LINGER)
+		c->linger_until = now_ms() + LINGER_MS;
+	/* 1: the peer closed; -ENOTCONN: no fatal alert of ours to wait for */
+	if (ktls_conn_linger(c->ssl, 0) != 0 || now_ms() >= c->linger_until ||
+	    !(sqe = sqe_get(s)))
+		return ret;
+	c->ended = ret;
+	c->st = U_LINGER;
+	c->tick.tv_sec = 0;
+	c->tick.tv_nsec = LINGER_TICK_NS;
+	io_uring_prep_timeout(sqe, &c->tick, 0, 0);
+	io_uring_sqe_set_data(sqe, c);
+	return 0;
+}
+
 /* One completion of connection c; <0 ends it (-ECANCELED: cleanly). */
 static int on_done(struct userve *s, struct uconn *c, int res)
 {
 	switch (c->st) {
+	case U_LINGER:
+		return c->ended;
 	case U_HS:
 		return hs_step(s, c);
 	case U_LIB: {
@@ -786,7 +835,7 @@ static void *ring_run(void *arg)
 				continue;	/* a linked timeout's own completion */
 			if (!c)
 				on_accept(s, cqe->res);
-			else if (on_done(s, c, cqe->res) < 0)
+			else if (end_or_linger(s, c, on_done(s, c, cqe->res)) < 0)
 				conn_free(s, c);
 		}
 		io_uring_cq_advance(&s->ring, seen);

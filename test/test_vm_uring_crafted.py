@@ -16,9 +16,11 @@ The same alert cases also run as an upload: after the crafted records the
 client writes TRAIL more bytes without reading (crafted-client --trail),
 as a peer in the middle of a request body.  The hand-off server lingers
 after its fatal alert (the bridge reads and drops what the peer still
-sends until its FIN, at most 2 s and 4 MiB), so the upload finishes and
-the peer then reads the alert; closing at once instead resets the peer's
-writes ("write_error").  Only cases after which the kernel can still
+sends until its FIN, at most 2 s and 4 MiB), and the ring server does
+the same without blocking (ktls_conn_linger(ssl, 0) on a ring timer), so
+the upload finishes and the peer then reads the alert; closing at once
+instead resets the peer's writes ("write_error": the ring's first
+version did).  Only cases after which the kernel can still
 decrypt the peer's records are uploads here: after a record it cannot
 decrypt (or a malformed KeyUpdate it has already followed) nothing can be
 drained, and both servers end by the 2 s bound, a matter of timing.
@@ -61,9 +63,6 @@ VARIANTS = [("valid", None), ("requested", None),
 TRAIL = "512K"
 TRAIL_BYTES = 512 << 10
 UPLOADS = [("frag-data", None), ("kufirst", None), ("ticket", None)]
-RING_LINGER = ("ktls-serve --uring closes a connection at once after the bridge's fatal "
-               "alert (the bridge never waits on a non-blocking socket): a peer still "
-               "uploading is reset; fix proposed in issue 14's report")
 
 # storm has no RFC answer ("any"): the bridge's default keyupdate_burst
 # (32 KeyUpdates with no data between) lets 32 through and ends the 33rd
@@ -123,12 +122,9 @@ def label(case, value, upload=False):
 ALL = [(c, v, False) for c, v in VARIANTS] + [(c, v, True) for c, v in UPLOADS]
 
 
-def params(ring_fails):
-    """ALL as pytest parameters; the uploads xfail where ring_fails."""
-    return [pytest.param(c, v, up, id=label(c, v, up),
-                         marks=[pytest.mark.xfail(strict=True, reason=RING_LINGER)]
-                         if up and ring_fails else [])
-            for c, v, up in ALL]
+def params():
+    """ALL as pytest parameters."""
+    return [pytest.param(c, v, up, id=label(c, v, up)) for c, v, up in ALL]
 
 
 @pytest.fixture(scope="module")
@@ -247,7 +243,7 @@ def check_ending(table, mode, case, value, upload, got):
             assert run["write_error"] == "" and run["sent"] >= TRAIL_BYTES, where
 
 
-@pytest.mark.parametrize("case,value,upload", params(False))
+@pytest.mark.parametrize("case,value,upload", params())
 def test_handoff_ends_as_expected(guest, table, case, value, upload):
     """The reference alone: as the case table (and the bridge's
     lingering close) asks."""
@@ -255,14 +251,14 @@ def test_handoff_ends_as_expected(guest, table, case, value, upload):
                  runs_of(guest, "handoff", case, value, upload))
 
 
-@pytest.mark.parametrize("case,value,upload", params(True))
+@pytest.mark.parametrize("case,value,upload", params())
 def test_ring_ends_as_expected(guest, table, case, value, upload):
     """The ring server alone, the same expectations."""
     check_ending(table, "ring", case, value, upload,
                  runs_of(guest, "ring", case, value, upload))
 
 
-@pytest.mark.parametrize("case,value,upload", params(True))
+@pytest.mark.parametrize("case,value,upload", params())
 def test_ring_ends_as_the_handoff_server(guest, case, value, upload):
     """The same records, the same ending: run by run, what the client saw
     and how each server ended the connection."""
