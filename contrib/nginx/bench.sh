@@ -50,12 +50,9 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
 export KTLS_BUILDDIR=${KTLS_BUILDDIR:-$top/_build}
-log() { echo "bench.sh: $*" >&2; }
-die() {
-	log "error: $*"
-	exit 1
-}
-usage() { awk 'NR == 1 { next } !/^#/ { exit } { sub(/^# ?/, ""); print }' "$0"; }
+# log, die, usage, bench_awk_lib
+# shellcheck source=contrib/bench-lib.sh
+. "$top/contrib/bench-lib.sh"
 
 quick=0 kernel=patched-6.12 raw=
 while [ $# -gt 0 ]; do
@@ -207,27 +204,10 @@ vmtiming=$(sed -n 's/^vm-run: timing: //p' "$work/stderr" | tail -n 1)
 
 # The report: an awk program over the guest's lines (bench-guest.sh).
 read -r -d '' report_awk <<'EOF' || true
-function fmt(x) {
-	if (x == 0) return "0"
-	if (x >= 100) return sprintf("%.0f", x)
-	if (x >= 10) return sprintf("%.1f", x)
-	if (x >= 1) return sprintf("%.2f", x)
-	return sprintf("%.3f", x)
-}
 function add(key, cfg, val) { vals[key, cfg] = vals[key, cfg] " " val; n[key, cfg]++ }
 function bad(key, cfg) { fails[key, cfg]++ }
 # median, min, max of the values of (key, cfg) into med, lo, hi
-function stats(key, cfg,    a, c, i, j, t) {
-	c = split(vals[key, cfg], a, " ")
-	for (i = 2; i <= c; i++) {
-		t = a[i] + 0
-		for (j = i - 1; j >= 1 && a[j] + 0 > t; j--) a[j + 1] = a[j]
-		a[j + 1] = t
-	}
-	med = (c % 2) ? a[(c + 1) / 2] : (a[c / 2] + a[c / 2 + 1]) / 2
-	lo = a[1]; hi = a[c]
-	return c
-}
+function stats(key, cfg) { return median_of(vals[key, cfg]) }
 # a table cell: median (min–max), the number of runs when not all
 # repetitions had one, FAILED when any run failed
 function cell(key, cfg, want,    c, f) {
@@ -394,4 +374,5 @@ EOF
 awk -v clk=100 -v date="$(date -u '+%Y-%m-%d %H:%M UTC')" -v flavour="$kernel" -v wall="$wall" -v rev="$rev" \
 	-v vmtiming="$vmtiming" -v quick="$quick" -v reps="$reps" -v plan="${plan//$'\n'/ }" \
 	-v n8="$n8" -v ourver="$(cat "$(dirname "$ours")/version" 2>/dev/null)" \
-	-v hostcpu="$(nproc) x $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)" "$report_awk" "$work/raw"
+	-v hostcpu="$(nproc) x $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)" "$bench_awk_lib
+$report_awk" "$work/raw"
