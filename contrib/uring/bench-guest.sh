@@ -225,7 +225,7 @@ every_cell() {
 			kv=K_${f}_$n
 			for c in $CFGS; do
 				[ "$c" != H ] || [ "$n" = 1 ] || continue
-				say "$what $* $f $n clients $c"
+				say "$what${*:+ $*} $f $n clients $c"
 				"$what" "$c" "$f" "$n" "${!kv}" "$@"
 			done
 		done
