@@ -225,6 +225,8 @@ int app_attach(SSL *ssl, int fd, const struct app_opts *o, const char *prog)
 	}
 	if (o->no_offload)
 		p.offload = false;
+	if (o->no_prestage)
+		p.prestage = false;
 	if (o->tls13_policy)
 		p.tls13 = !strcmp(o->tls13_policy, "always") ? KTLS_TLS13_ALWAYS :
 			  !strcmp(o->tls13_policy, "never") ? KTLS_TLS13_NEVER : KTLS_TLS13_AUTO;

@@ -30,6 +30,7 @@ struct app_opts {
 	const char *tls13_policy;	/* override: auto|always|never */
 	bool no_offload;		/* override: offload = off */
 	bool own_bio;			/* delegate from a BIO of our own (ownbio.c) */
+	bool no_prestage;		/* override: prestage = off (ktls-serve --multishot) */
 	bool have_policy_override;
 	struct ktls_policy policy;
 };

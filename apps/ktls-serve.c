@@ -28,7 +28,7 @@ struct serve_opts {
 	struct app_opts app;
 	const char *cert, *key, *root, *bind_addr;
 	int port;
-	bool echo, verbose, json, handoff, uring;
+	bool echo, verbose, json, handoff, uring, multishot;
 	long max_conns;
 	long keyupdate_every;
 	bool keyupdate_requested;
@@ -57,6 +57,9 @@ static void usage(FILE *f)
 		"                            --handoff; --root files go out by splice)\n"
 		"  --threads N               with --uring: N rings, one per thread, all\n"
 		"                            accepting (1 to 256; default 1)\n"
+		"  --multishot               with --uring, echo: one multishot RECVMSG per\n"
+		"                            connection into provided buffers (no staged\n"
+		"                            keys: the receive reads ahead of the bridge)\n"
 		"  --timeout SECS            per-connection idle timeout (default 60; with\n"
 		"                            --uring: waiting for the next request or the\n"
 		"                            peer's close_notify)\n"
@@ -369,6 +372,7 @@ int main(int argc, char **argv)
 		{ "handoff", no_argument, NULL, 'H' },
 		{ "uring", no_argument, NULL, 'R' },
 		{ "threads", required_argument, NULL, 'T' },
+		{ "multishot", no_argument, NULL, 'M' },
 		{ "timeout", required_argument, NULL, 't' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "json", no_argument, NULL, 'j' },
@@ -397,6 +401,7 @@ int main(int argc, char **argv)
 		case 'U': o.keyupdate_requested = true; break;
 		case 'H': o.handoff = true; break;
 		case 'R': o.uring = o.handoff = true; break;
+		case 'M': o.multishot = o.app.no_prestage = true; break;
 		case 'v': o.verbose = true; break;
 		case 'j': o.json = true; break;
 		case 'h': usage(stdout); return 0;
@@ -421,10 +426,14 @@ int main(int argc, char **argv)
 		}
 	}
 	if (optind != argc || !o.cert || !o.key || (o.echo && o.root) ||
-	    (o.app.own_bio && (o.root || o.uring)) || (o.threads && !o.uring)) {
+	    (o.app.own_bio && (o.root || o.uring)) || ((o.threads || o.multishot) && !o.uring) ||
+	    (o.multishot && o.root)) {
 		fprintf(stderr, "%s: %s\n", prog,
 			optind != argc ? "unexpected argument" :
 			(o.threads && !o.uring) ? "--threads works with --uring only" :
+			(o.multishot && !o.uring) ? "--multishot works with --uring only" :
+			(o.multishot && o.root) ? "--multishot works with echo only (--root reads "
+						  "each request with single receives)" :
 			(o.echo && o.root) ? "--echo and --root exclude each other" :
 			o.uring ? "--own-bio does not work with --uring (a hand-off needs the "
 				  "bridge's own BIO)" :
@@ -454,6 +463,7 @@ int main(int argc, char **argv)
 			.keyupdate_every = o.keyupdate_every,
 			.keyupdate_requested = o.keyupdate_requested, .verbose = o.verbose,
 			.json = o.json, .timeout = o.timeout, .threads = o.threads,
+			.multishot = o.multishot,
 		};
 
 		r = uring_serve(ctx, lfd, &uo);

@@ -63,8 +63,14 @@
 #define PIPE_WANT (256 * 1024)
 #define LINGER_MS 2000			/* as long as the bridge's own lingering close */
 #define LINGER_TICK_NS (5 * 1000 * 1000)
+#define MS_BUFS 256			/* provided buffers per ring (a power of two) */
+#define MS_BUFSZ (sizeof(struct io_uring_recvmsg_out) + CMSG_SPACE(sizeof(unsigned char)) + \
+		  REC_MAX)
+#define MS_TAG 1UL			/* user_data bit: a connection's multishot receive */
+#define MS_WAIT_NS (1000 * 1000)	/* no buffer free: look again after 1 ms */
 
 enum ustate {
+	U_NONE,		/* nothing but a multishot receive */
 	U_HS,		/* a poll for libssl's handshake */
 	U_RECV,		/* RECVMSG */
 	U_PAY,		/* a poll for room for an owed KeyUpdate */
@@ -74,6 +80,7 @@ enum ustate {
 	U_LIB,		/* a poll for libssl (hand-off refused) */
 	U_SHUT,		/* a poll for room for our close_notify */
 	U_LINGER,	/* a tick after our fatal alert: the peer may still write */
+	U_MS_WAIT,	/* a tick: the multishot receive ran out of buffers */
 };
 
 /* what comes after a SEND (or a paid KeyUpdate) */
@@ -113,7 +120,15 @@ struct uconn {
 	EVP_MD_CTX *md;
 	struct __kernel_timespec tick;	/* U_LINGER */
 	int64_t linger_until;		/* ms, CLOCK_MONOTONIC */
-	int ended;			/* what ended the connection, while it lingers */
+	int ended;			/* what ended the connection (dying) */
+	int inflight;			/* operations whose last completion is due */
+	bool dying;			/* ended: waiting for those, then linger/free */
+	/* --multishot: one RECVMSG stays armed (ms_armed); the records it
+	 * delivered wait in ring buffers (msq) until their echo went out */
+	bool ms, ms_armed, ms_cancelled;
+	struct msghdr ms_msg;
+	struct msq { unsigned short bid; unsigned int off, len; } *q;
+	unsigned int q_head, q_n;
 };
 
 /* What the rings (threads) share. */
@@ -124,7 +139,11 @@ struct ushared {
 struct userve {
 	struct io_uring ring;
 	struct __kernel_timespec idle;	/* --timeout, for linked timeouts */
-	char idle_tag;			/* user_data of those timeouts */
+	long idle_tag;			/* user_data of those timeouts (and cancels) */
+	/* --multishot: the provided buffers (group 0) of this ring */
+	struct io_uring_buf_ring *br;
+	unsigned char *bufs;
+	bool ms;			/* in use: the kernel took the buffer ring */
 	SSL_CTX *ctx;
 	const struct uring_opts *o;
 	struct ushared *g;
@@ -179,6 +198,16 @@ static void link_idle(struct userve *s, struct uconn *c, struct io_uring_sqe *sq
 	io_uring_sqe_set_data(t, &s->idle_tag);
 }
 
+static void ms_give_back(struct userve *s, unsigned short bid);
+static int arm_ms(struct userve *s, struct uconn *c);
+
+/* An operation of connection c: counted until its last completion. */
+static void set_conn(struct io_uring_sqe *sqe, struct uconn *c)
+{
+	c->inflight++;
+	io_uring_sqe_set_data(sqe, c);
+}
+
 static int arm_accept(struct userve *s)
 {
 	struct io_uring_sqe *sqe = sqe_get(s);
@@ -209,7 +238,7 @@ static int arm_poll(struct userve *s, struct uconn *c, enum ustate st, unsigned 
 		return -EBUSY;
 	c->st = st;
 	io_uring_prep_poll_add(sqe, c->fd, events);
-	io_uring_sqe_set_data(sqe, c);
+	set_conn(sqe, c);
 	if (idle)
 		link_idle(s, c, sqe);
 	return 0;
@@ -230,7 +259,7 @@ static int arm_recv(struct userve *s, struct uconn *c)
 	c->msg.msg_controllen = sizeof(c->cbuf.b);
 	c->st = U_RECV;
 	io_uring_prep_recvmsg(sqe, c->fd, &c->msg, 0);
-	io_uring_sqe_set_data(sqe, c);
+	set_conn(sqe, c);
 	link_idle(s, c, sqe);
 	return 0;
 }
@@ -244,7 +273,7 @@ static int arm_send(struct userve *s, struct uconn *c)
 	c->st = U_SEND;
 	io_uring_prep_send(sqe, c->fd, c->out + c->out_off, c->out_len - c->out_off,
 			   MSG_NOSIGNAL);
-	io_uring_sqe_set_data(sqe, c);
+	set_conn(sqe, c);
 	return 0;
 }
 
@@ -275,7 +304,7 @@ static int splice_in(struct userve *s, struct uconn *c)
 	c->st = U_SPLICE_IN;
 	io_uring_prep_splice(sqe, c->file, c->file_off, c->pipe[1], -1,
 			     (unsigned int)(left < (off_t)c->pipe_cap ? left : (off_t)c->pipe_cap), 0);
-	io_uring_sqe_set_data(sqe, c);
+	set_conn(sqe, c);
 	return 0;
 }
 
@@ -287,7 +316,7 @@ static int splice_out(struct userve *s, struct uconn *c)
 		return -EBUSY;
 	c->st = U_SPLICE_OUT;
 	io_uring_prep_splice(sqe, c->pipe[0], -1, c->fd, -1, (unsigned int)c->in_pipe, 0);
-	io_uring_sqe_set_data(sqe, c);
+	set_conn(sqe, c);
 	return 0;
 }
 
@@ -511,12 +540,12 @@ static void conn_report(struct userve *s, struct uconn *c)
 		printf("{\"conn\":%ld,\"ok\":%s,\"error\":\"%s\",\"ring\":true,\"thread\":%d,"
 		       "\"protocol\":\"%s\",\"cipher\":\"%s\",\"bytes\":%llu,"
 		       "\"sha256_in\":\"%s\",\"keyupdates_sent\":%llu,\"handoff\":%s,"
-		       "\"splice\":%s,\"requests\":%ld,\"status\":%s}\n",
+		       "\"splice\":%s,\"requests\":%ld,\"multishot\":%s,\"status\":%s}\n",
 		       c->id, c->failed ? "false" : "true", c->failed ? c->why : "", s->index,
 		       SSL_get_version(c->ssl), SSL_get_cipher_name(c->ssl),
 		       (unsigned long long)c->bytes, hex, (unsigned long long)c->kus,
 		       c->ho ? "true" : "false", c->ho && o->root && c->pipe[0] >= 0 ? "true" : "false",
-		       c->requests, app_status_json(c->ssl));
+		       c->requests, c->ms ? "true" : "false", app_status_json(c->ssl));
 		fflush(stdout);
 	}
 	s->g->ended++;
@@ -537,6 +566,9 @@ static void conn_free(struct userve *s, struct uconn *c)
 		close(c->pipe[0]);
 		close(c->pipe[1]);
 	}
+	for (; c->q_n; c->q_n--, c->q_head = (c->q_head + 1) % MS_BUFS)
+		ms_give_back(s, c->q[c->q_head].bid);
+	free(c->q);
 	free(c);
 	s->live--;
 	s->g->live--;
@@ -593,6 +625,11 @@ static int hs_step(struct userve *s, struct uconn *c)
 		ret = lib_step(s, c);
 		return ret == 0 ? 0 : ret > 0 ? -ECANCELED : -EIO;
 	}
+	if (s->ms && !s->o->root && (c->q = calloc(MS_BUFS, sizeof(*c->q)))) {
+		c->ms = true;
+		c->st = U_NONE;
+		return arm_ms(s, c);
+	}
 	return arm_recv(s, c);
 }
 
@@ -635,6 +672,194 @@ static int on_recv(struct userve *s, struct uconn *c, int res)
 	return pay_then(s, c, arm_send);
 }
 
+/* ------------------------------------------------------------------ */
+/* --multishot: one RECVMSG per connection that stays armed             */
+/* ------------------------------------------------------------------ */
+
+/*
+ * The receive delivers each record (or run of data records) into one of
+ * the ring's provided buffers, with the record type in its cmsg; it goes
+ * to ktls_conn_received() at once, in order, and application data waits
+ * in its buffer (c->q) until its echo went out, one SEND at a time.  The
+ * kernel ends a multishot receive at an error (EKEYEXPIRED: the bridge
+ * installs the next key in ktls_conn_received(), then it is re-armed), at
+ * EOF, and when no buffer is free (ENOBUFS: re-armed once this
+ * connection's echoes gave theirs back, or after a tick).
+ *
+ * The receive reads ahead of the bridge: several records complete in one
+ * io_uring_enter before the bridge sees the first.  A receive key staged
+ * for the next KeyUpdate (TLS_RX_NEXT) could then be taken by the kernel
+ * at a later KeyUpdate, or after a malformed one, before the bridge ran
+ * the earlier one, and its count of generations would be wrong (seen: a
+ * connection with a KeyUpdate every 16 records ended by "the kernel
+ * paused for a KeyUpdate that the records did not hold", and a bad
+ * KeyUpdate's alert never reached the peer).  So ktls-serve --multishot
+ * attaches with prestage off: the kernel pauses at every KeyUpdate, the
+ * pause ends the multishot receive, and it is re-armed after the bridge
+ * installed the key in order.
+ */
+static void ms_give_back(struct userve *s, unsigned short bid)
+{
+	io_uring_buf_ring_add(s->br, s->bufs + (size_t)bid * MS_BUFSZ, MS_BUFSZ, bid,
+			      io_uring_buf_ring_mask(MS_BUFS), 0);
+	io_uring_buf_ring_advance(s->br, 1);
+}
+
+/* The ring's buffers, registered as group 0: 0, or -errno (the kernel
+ * has no provided-buffer rings: multishot receive is not used). */
+static int ms_setup(struct userve *s)
+{
+	struct io_uring_buf_reg reg = { .ring_entries = MS_BUFS, .bgid = 0 };
+	void *mem;
+	int r, i;
+
+	if (posix_memalign(&mem, 4096, MS_BUFS * sizeof(struct io_uring_buf)))
+		return -ENOMEM;
+	s->br = mem;
+	s->bufs = malloc((size_t)MS_BUFS * MS_BUFSZ);
+	reg.ring_addr = (uintptr_t)mem;
+	io_uring_buf_ring_init(s->br);
+	r = s->bufs ? io_uring_register_buf_ring(&s->ring, &reg, 0) : -ENOMEM;
+	if (r) {
+		free(s->bufs);
+		free(s->br);
+		s->bufs = NULL;
+		s->br = NULL;
+		return r;
+	}
+	for (i = 0; i < MS_BUFS; i++)
+		io_uring_buf_ring_add(s->br, s->bufs + (size_t)i * MS_BUFSZ, MS_BUFSZ,
+				      (unsigned short)i, io_uring_buf_ring_mask(MS_BUFS), i);
+	io_uring_buf_ring_advance(s->br, MS_BUFS);
+	s->ms = true;
+	return 0;
+}
+
+static void ms_teardown(struct userve *s)
+{
+	if (!s->br)
+		return;
+	io_uring_unregister_buf_ring(&s->ring, 0);
+	free(s->bufs);
+	free(s->br);
+}
+
+static int arm_ms(struct userve *s, struct uconn *c)
+{
+	struct io_uring_sqe *sqe = sqe_get(s);
+
+	if (!sqe)
+		return -EBUSY;
+	memset(&c->ms_msg, 0, sizeof(c->ms_msg));
+	c->ms_msg.msg_controllen = CMSG_SPACE(sizeof(unsigned char));
+	io_uring_prep_recvmsg_multishot(sqe, c->fd, &c->ms_msg, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = 0;
+	c->inflight++;
+	c->ms_armed = true;
+	io_uring_sqe_set_data64(sqe, (uintptr_t)c | MS_TAG);
+	return 0;
+}
+
+static int arm_ms_wait(struct userve *s, struct uconn *c)
+{
+	struct io_uring_sqe *sqe = sqe_get(s);
+
+	if (!sqe)
+		return -EBUSY;
+	c->st = U_MS_WAIT;
+	c->tick.tv_sec = 0;
+	c->tick.tv_nsec = MS_WAIT_NS;
+	io_uring_prep_timeout(sqe, &c->tick, 0, 0);
+	set_conn(sqe, c);
+	return 0;
+}
+
+/* Nothing but the receive in flight: echo the oldest waiting record, or
+ * re-arm the receive if the kernel ended it. */
+static int ms_next(struct userve *s, struct uconn *c)
+{
+	if (c->st != U_NONE)
+		return 0;	/* a SEND (or a poll before one) is in flight */
+	if (c->q_n) {
+		const struct msq *m = &c->q[c->q_head];
+
+		c->out = s->bufs + (size_t)m->bid * MS_BUFSZ + m->off;
+		c->out_len = m->len;
+		c->out_off = 0;
+		c->next = N_RECV;
+		return pay_then(s, c, arm_send);
+	}
+	return c->ms_armed ? 0 : arm_ms(s, c);
+}
+
+/* The oldest waiting record's echo went out: its buffer goes back. */
+static int ms_echoed(struct userve *s, struct uconn *c)
+{
+	ms_give_back(s, c->q[c->q_head].bid);
+	c->q_head = (c->q_head + 1) % MS_BUFS;
+	c->q_n--;
+	c->st = U_NONE;
+	return ms_next(s, c);
+}
+
+/* A completion of the multishot receive (res, flags: the CQE's). */
+static int on_ms(struct userve *s, struct uconn *c, int res, unsigned int flags)
+{
+	struct io_uring_recvmsg_out *o;
+	struct cmsghdr *cm;
+	unsigned char *buf, *payload;
+	unsigned short bid;
+	unsigned int len;
+	int type = CT_APPDATA, r;
+
+	if (res < 0) {
+		if (res == -ENOBUFS)	/* every buffer waits for an echo */
+			return c->q_n ? ms_next(s, c) : c->st == U_NONE ? arm_ms_wait(s, c) : 0;
+		if (res == -EINVAL && !c->bytes && !c->q_n && c->st == U_NONE) {
+			/* a kernel with buffer rings but no multishot RECVMSG (5.19) */
+			fprintf(stderr, "%s: ring conn %ld: multishot receive refused (%s); "
+					"single receives\n", c->o->prog, c->id, strerror(-res));
+			c->ms = false;
+			return arm_recv(s, c);
+		}
+		r = ktls_conn_received(c->ssl, res, CT_APPDATA, NULL);
+		if (r < 0 && !c->closing)
+			fail(c, "the connection ended", strerror(-r));
+		return r < 0 ? r : r == 1 ? -ECANCELED : ms_next(s, c);
+	}
+	if (!(flags & IORING_CQE_F_BUFFER)) {
+		fail(c, "multishot receive", "a completion without a buffer");
+		return -EIO;
+	}
+	bid = (unsigned short)(flags >> IORING_CQE_BUFFER_SHIFT);
+	buf = s->bufs + (size_t)bid * MS_BUFSZ;
+	o = io_uring_recvmsg_validate(buf, res, &c->ms_msg);
+	if (!o || (o->flags & MSG_CTRUNC)) {
+		ms_give_back(s, bid);
+		fail(c, "multishot receive", o ? "the record type did not fit" : "a short buffer");
+		return -EIO;
+	}
+	for (cm = io_uring_recvmsg_cmsg_firsthdr(o, &c->ms_msg); cm;
+	     cm = io_uring_recvmsg_cmsg_nexthdr(o, &c->ms_msg, cm))
+		if (cm->cmsg_level == SOL_TLS && cm->cmsg_type == TLS_GET_RECORD_TYPE)
+			type = *CMSG_DATA(cm);
+	payload = io_uring_recvmsg_payload(o, &c->ms_msg);
+	len = io_uring_recvmsg_payload_length(o, res, &c->ms_msg);
+	r = ktls_conn_received(c->ssl, len, type, payload);	/* 0 bytes: EOF */
+	if (r || type != CT_APPDATA || !len) {
+		ms_give_back(s, bid);
+		if (r < 0 && !c->closing)
+			fail(c, "the connection ended", strerror(-r));
+		return r < 0 ? r : r == 1 ? -ECANCELED : ms_next(s, c);
+	}
+	EVP_DigestUpdate(c->md, payload, len);
+	c->bytes += len;
+	c->q[(c->q_head + c->q_n++) % MS_BUFS] =
+		(struct msq){ .bid = bid, .off = (unsigned int)(payload - buf), .len = len };
+	return ms_next(s, c);
+}
+
 /* The echo of one record went out: our KeyUpdate when it is due. */
 static int after_echo(struct userve *s, struct uconn *c)
 {
@@ -651,7 +876,7 @@ static int after_echo(struct userve *s, struct uconn *c)
 		if (!r)
 			c->kus++;
 	}
-	return arm_recv(s, c);
+	return c->ms ? ms_echoed(s, c) : arm_recv(s, c);
 }
 
 static int64_t now_ms(void)
@@ -690,7 +915,7 @@ static int end_or_linger(struct userve *s, struct uconn *c, int ret)
 	c->tick.tv_sec = 0;
 	c->tick.tv_nsec = LINGER_TICK_NS;
 	io_uring_prep_timeout(sqe, &c->tick, 0, 0);
-	io_uring_sqe_set_data(sqe, c);
+	set_conn(sqe, c);
 	return 0;
 }
 
@@ -698,6 +923,11 @@ static int end_or_linger(struct userve *s, struct uconn *c, int ret)
 static int on_done(struct userve *s, struct uconn *c, int res)
 {
 	switch (c->st) {
+	case U_NONE:
+		return -EINVAL;
+	case U_MS_WAIT:
+		c->st = U_NONE;
+		return ms_next(s, c);
 	case U_LINGER:
 		return c->ended;
 	case U_HS:
@@ -808,6 +1038,40 @@ static long rss_kib(const char *what)
 	return v;
 }
 
+/*
+ * After a completion of c: ret < 0 ended it.  An ended connection waits
+ * for the last completions of its operations (a multishot receive is
+ * cancelled first), lingers after a fatal alert of the bridge's, and is
+ * freed.
+ */
+static void conn_settle(struct userve *s, struct uconn *c, int ret)
+{
+	if (!c->dying) {
+		if (ret >= 0)
+			return;
+		c->dying = true;
+		c->ended = ret;
+	}
+	if (c->ms_armed) {
+		struct io_uring_sqe *sqe;
+
+		if (!c->ms_cancelled && (sqe = sqe_get(s))) {
+			io_uring_prep_cancel64(sqe, (uintptr_t)c | MS_TAG, 0);
+			io_uring_sqe_set_data(sqe, &s->idle_tag);
+			c->ms_cancelled = true;
+		}
+		return;
+	}
+	if (c->inflight)
+		return;
+	/* not dying while it lingers: the tick's completion runs on_done */
+	c->dying = false;
+	if (end_or_linger(s, c, c->ended) < 0)
+		conn_free(s, c);
+	else
+		c->dying = true;
+}
+
 /* One ring's loop, until it stops accepting and its connections ended;
  * s->ret 0, or 1 if the ring failed. */
 static void *ring_run(void *arg)
@@ -828,15 +1092,35 @@ static void *ring_run(void *arg)
 			break;
 		}
 		io_uring_for_each_cqe(&s->ring, head, cqe) {
-			struct uconn *c = io_uring_cqe_get_data(cqe);
+			uint64_t ud = io_uring_cqe_get_data64(cqe);
+			struct uconn *c = (struct uconn *)(uintptr_t)(ud & ~(uint64_t)MS_TAG);
+			int r = 0;
 
 			seen++;
-			if (c == (void *)&s->idle_tag)
-				continue;	/* a linked timeout's own completion */
-			if (!c)
+			if (ud == (uintptr_t)&s->idle_tag)
+				continue;	/* a linked timeout's or a cancel's own */
+			if (!c) {
 				on_accept(s, cqe->res);
-			else if (end_or_linger(s, c, on_done(s, c, cqe->res)) < 0)
-				conn_free(s, c);
+				continue;
+			}
+			if (ud & MS_TAG) {
+				if (!(cqe->flags & IORING_CQE_F_MORE)) {
+					c->ms_armed = false;
+					c->inflight--;
+				}
+				if (!c->dying)
+					r = on_ms(s, c, cqe->res, cqe->flags);
+				else if (cqe->res >= 0 && (cqe->flags & IORING_CQE_F_BUFFER))
+					ms_give_back(s, (unsigned short)(cqe->flags >>
+									 IORING_CQE_BUFFER_SHIFT));
+			} else {
+				c->inflight--;
+				if (!c->dying || c->st == U_LINGER)
+					r = on_done(s, c, cqe->res);
+			}
+			if (c->dying)
+				r = c->ended;
+			conn_settle(s, c, r);
 		}
 		io_uring_cq_advance(&s->ring, seen);
 	}
@@ -863,14 +1147,20 @@ int uring_serve(SSL_CTX *ctx, int lfd, const struct uring_opts *o)
 		ret = io_uring_queue_init(o->entries ? o->entries : 1024, &s->ring, 0);
 		if (ret < 0) {
 			fprintf(stderr, "%s: io_uring_queue_init: %s\n", o->prog, strerror(-ret));
-			while (i--)
+			while (i--) {
+				ms_teardown(&rings[i]);
 				io_uring_queue_exit(&rings[i].ring);
+			}
 			free(rings);
 			return 1;
 		}
+		if (o->multishot && (ret = ms_setup(s)) && !i)	/* a run-time check */
+			fprintf(stderr, "%s: multishot receive not available (provided buffer "
+					"ring: %s); single receives\n", o->prog, strerror(-ret));
 	}
-	fprintf(stderr, "%s: io_uring ring%s of %u entries%s\n", o->prog, n > 1 ? "s" : "",
-		rings[0].ring.sq.ring_entries, n > 1 ? ", one per thread" : "");
+	fprintf(stderr, "%s: io_uring ring%s of %u entries%s%s\n", o->prog, n > 1 ? "s" : "",
+		rings[0].ring.sq.ring_entries, n > 1 ? ", one per thread" : "",
+		rings[0].ms ? "; multishot receive, 256 provided buffers per ring" : "");
 	for (started = 1; started < n; started++) {
 		ret = pthread_create(&rings[started].thread, NULL, ring_run, &rings[started]);
 		if (ret) {	/* the rings that run serve on */
@@ -884,6 +1174,7 @@ int uring_serve(SSL_CTX *ctx, int lfd, const struct uring_opts *o)
 		if (i && i < started)
 			pthread_join(rings[i].thread, NULL);
 		failed |= rings[i].ret;
+		ms_teardown(&rings[i]);
 		io_uring_queue_exit(&rings[i].ring);
 	}
 	free(rings);

@@ -17,6 +17,7 @@ struct uring_opts {
 	bool verbose, json;
 	unsigned int entries;		/* ring size */
 	int threads;			/* rings, one per thread (0, 1: one) */
+	bool multishot;			/* echo: one multishot RECVMSG per connection */
 	int timeout;			/* seconds a connection may wait for its next
 					 * request or the peer's close_notify; 0: no limit */
 };

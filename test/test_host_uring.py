@@ -181,7 +181,10 @@ def test_threads_needs_uring(certs):
     cert, key = certs
     for args, msg in ((["--threads", "2"], "--threads works with --uring only"),
                       (["--uring", "--threads", "0"], "bad number '0'"),
-                      (["--uring", "--threads", "257"], "bad number '257'")):
+                      (["--uring", "--threads", "257"], "bad number '257'"),
+                      (["--multishot"], "--multishot works with --uring only"),
+                      (["--uring", "--multishot", "--root", "/tmp"],
+                       "--multishot works with echo only")):
         r = subprocess.run([app("ktls-serve"), "--cert", cert, "--key", key, *args],
                            capture_output=True, text=True, timeout=30)
         assert r.returncode == 2 and msg in r.stderr, (args, r.stderr)

@@ -77,10 +77,11 @@ __THREADS__
 __FILES__
 """
 
-# --threads 2: two rings accept on one socket; a KeyUpdate every 2 records
-# (of 8) on a quarter of the connections
+# --threads 2 --multishot: two rings accept on one socket, each connection
+# receives with one multishot RECVMSG; a KeyUpdate every 2 records (of 8)
+# on a quarter of the connections
 THREADS = r"""
-ring thr 4452 $((__TCONNS__ + 1)) --threads 2
+ring thr 4452 $((__TCONNS__ + 1)) --threads 2 --multishot
 ktls-client --no-offload --json --bytes 1k 127.0.0.1:4452 > warm.t 2>&1 || true
 stats thr.before
 ktls-client --no-offload --json --tls1_3 --bytes 128k --timeout 300 \
@@ -213,9 +214,11 @@ def test_ring_echo_many_connections_with_keyupdates(guest):
 
 
 def test_ring_threads_serve_many_connections(guest):
-    """--threads 2: both rings serve connections of one listening socket,
-    every one handed off and byte-exact, the KeyUpdates counted by the
-    server's kernel."""
+    """--threads 2 --multishot: both rings serve connections of one
+    listening socket, every one handed off, received by a multishot
+    RECVMSG and byte-exact; the KeyUpdates counted by the server's kernel
+    (each paused it: no staged keys with --multishot, so every one ended
+    a multishot receive and the ring armed it again)."""
     loads = [guest[("LOAD", n)][0] for n in ("thrplain", "thrku")]
     serves = [s for s in guest[("SERVE", "thr")] if s["conn"] > 1]   # 1: the probe's warm-up
     delta = stat_delta(guest, "thr")
@@ -229,12 +232,14 @@ def test_ring_threads_serve_many_connections(guest):
         assert load["ok"] and load["failed"] == 0, load
         assert load["bytes_sent"] == load["bytes_received"] == load["connections"] * (128 << 10)
     assert sorted(s["conn"] for s in serves) == list(range(2, THREAD_CONNS + 2))
-    assert all(s["ok"] and s["handoff"] and s["bytes"] == 128 << 10 for s in serves), \
+    assert all(s["ok"] and s["handoff"] and s["multishot"] and s["bytes"] == 128 << 10
+               for s in serves), \
         [s for s in serves if not s["ok"]][:3]
     assert min(per) > 0, per
     # (a client sends none after its last record: 3 of 8 records)
     assert loads[1]["keyupdates_sent"] == (THREAD_CONNS // 4) * 3, loads[1]
     assert delta["TlsRxRekeyReceived"] == loads[1]["keyupdates_sent"], nonzero(delta)
+    assert delta.get("TlsRxStagedSwitch", 0) == 0, nonzero(delta)
     assert "ring: %d connections, 0 failed" % (THREAD_CONNS + 1) in guest[("SERR", "thr")][-1]
 
 

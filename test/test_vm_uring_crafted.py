@@ -46,7 +46,8 @@ pytestmark = pytest.mark.vm
 
 RUNS = 3
 BULK = "1M"         # ku-every: 64 records of 16 KiB
-MODES = ("handoff", "ring")
+MODES = ("handoff", "ring", "multishot")
+RINGS = ("ring", "multishot")      # multishot: ktls-serve --uring --multishot
 
 # (case, --value): every case of crafted-client --list; a few with more
 # than one value (the edges of the length and of the storm bound)
@@ -63,6 +64,16 @@ VARIANTS = [("valid", None), ("requested", None),
 TRAIL = "512K"
 TRAIL_BYTES = 512 << 10
 UPLOADS = [("frag-data", None), ("kufirst", None), ("ticket", None)]
+# --multishot attaches with the policy's prestage off (its receive reads
+# records ahead of the bridge): after these two cases the kernel stopped
+# at the peer's KeyUpdate with no next key, nothing more can be drained,
+# and an upload still running may be reset -- after the peer read the
+# alert, which is still asserted
+UNDRAINABLE_MULTISHOT = {"frag-data", "kufirst"}
+
+
+def undrainable(mode, case, upload):
+    return mode == "multishot" and upload and case in UNDRAINABLE_MULTISHOT
 
 # storm has no RFC answer ("any"): the bridge's default keyupdate_burst
 # (32 KeyUpdates with no data between) lets 32 through and ends the 33rd
@@ -89,8 +100,8 @@ chmod +x crafted-client
 C=/root/certs/cert.pem; K=/root/certs/key.pem
 VARIANTS="%(variants)s"
 total=$(( $(echo $VARIANTS | wc -w) * %(runs)d ))
-for m in handoff ring; do
-    a=--handoff; [ $m = ring ] && a=--uring
+for m in handoff ring multishot; do
+    a=--handoff; [ $m = ring ] && a=--uring; [ $m = multishot ] && a="--uring --multishot"
     ktls-serve --cert $C --key $K --port 4433 --echo --tls1_3 --json --timeout 30 \
         --max-conns $total $a > $m.srv 2> $m.serr &
     sp=$!
@@ -201,8 +212,10 @@ def test_both_servers_served_every_run(guest):
         for s in raw[("SRV", m)]:
             assert s["handoff"] is True and s["protocol"] == "TLSv1.3", s
             assert s["status"]["rx"]["mode"] == s["status"]["tx"]["mode"] == "kernel-sw", s
-    ring_lines = [s for s in raw[("SERR", "ring")] if "ring:" in s and "connections" in s]
-    assert ring_lines and "%d connections" % (len(ALL) * RUNS) in ring_lines[-1]
+            assert s.get("multishot", False) is (m == "multishot"), s
+    for m in RINGS:
+        ring_lines = [s for s in raw[("SERR", m)] if "ring:" in s and "connections" in s]
+        assert ring_lines and "%d connections" % (len(ALL) * RUNS) in ring_lines[-1]
 
 
 def runs_of(guest, m, case, value, upload=False):
@@ -239,7 +252,9 @@ def check_ending(table, mode, case, value, upload, got):
             assert run["server_keyupdates"] >= 1 and srv["status"]["tx"]["keyupdates"] >= 1
         if case == "storm":
             assert rx["keyupdates"] == value, where
-        if upload:      # the whole upload went out, none of it was reset
+        if upload and undrainable(mode, case, upload):
+            assert run["write_error"] in ("", "EPIPE", "ECONNRESET"), where
+        elif upload:    # the whole upload went out, none of it was reset
             assert run["write_error"] == "" and run["sent"] >= TRAIL_BYTES, where
 
 
@@ -251,23 +266,29 @@ def test_handoff_ends_as_expected(guest, table, case, value, upload):
                  runs_of(guest, "handoff", case, value, upload))
 
 
+@pytest.mark.parametrize("mode", RINGS)
 @pytest.mark.parametrize("case,value,upload", params())
-def test_ring_ends_as_expected(guest, table, case, value, upload):
-    """The ring server alone, the same expectations."""
-    check_ending(table, "ring", case, value, upload,
-                 runs_of(guest, "ring", case, value, upload))
+def test_ring_ends_as_expected(guest, table, mode, case, value, upload):
+    """The ring server alone (single receives, or --multishot), the same
+    expectations."""
+    check_ending(table, mode, case, value, upload,
+                 runs_of(guest, mode, case, value, upload))
 
 
+@pytest.mark.parametrize("mode", RINGS)
 @pytest.mark.parametrize("case,value,upload", params())
-def test_ring_ends_as_the_handoff_server(guest, case, value, upload):
+def test_ring_ends_as_the_handoff_server(guest, mode, case, value, upload):
     """The same records, the same ending: run by run, what the client saw
     and how each server ended the connection."""
     ho = runs_of(guest, "handoff", case, value, upload)
-    ring = runs_of(guest, "ring", case, value, upload)
-    print("\n[vm_uring_crafted] %-23s hand-off %s | ring %s" % (
-        label(case, value, upload), summary(ho), summary(ring)))
+    ring = runs_of(guest, mode, case, value, upload)
+    print("\n[vm_uring_crafted] %-23s hand-off %s | %s %s" % (
+        label(case, value, upload), summary(ho), mode, summary(ring)))
+    cut = ("sent", "write_error") if undrainable(mode, case, upload) else ()
     for (hr, hs), (rr, rs) in zip(ho, ring):
-        assert verdict(rr) == verdict(hr), "client: ring %s, hand-off %s" % (rr, hr)
+        assert {k: v for k, v in verdict(rr).items() if k not in cut} == \
+            {k: v for k, v in verdict(hr).items() if k not in cut}, \
+            "client: %s %s, hand-off %s" % (mode, rr, hr)
         assert ending(rs) == ending(hs), "server: ring %s\n  hand-off %s" % (rs, hs)
 
 
