@@ -22,10 +22,13 @@
  * Control records the bridge sends (KeyUpdates, alerts, close_notify) go
  * out from inside those calls, with sendmsg on the socket; a non-blocking
  * socket that has no room keeps an owed KeyUpdate for the next call.
- * One operation is in flight per connection at a time: its state says
- * what completes next (a connection waiting for its next request or for
- * the peer's close_notify adds a linked timeout: --timeout).  A connection whose hand-off is refused is served
- * through libssl (userspace records, the reason printed), driven by polls.
+ * One operation is in flight per connection at a time (with --multishot,
+ * the armed receive besides): its state says what completes next (a
+ * connection waiting for its next request or for the peer's close_notify
+ * adds a linked timeout: --timeout).  Each connection counts what it has
+ * in flight, so an ended one is freed only after the last completion.  A
+ * connection whose hand-off is refused is served through libssl
+ * (userspace records, the reason printed), driven by polls.
  * Zero-copy send (SEND_ZC) is not used: the kernel's TLS layer does not
  * take it.
  *
