@@ -105,6 +105,14 @@ int ktls_diag_conf(int fd, int *txconf, int *rxconf);
  * ktls_diag_conf; the same returns, -EBADMSG for a message cut short. */
 int ktls_diag_parse(const void *buf, size_t len, int *txconf, int *rxconf);
 
+/* probe.c: a NIC's TLS offload from ethtool's answers.  names: n feature
+ * names of ETH_GSTRING_LEN bytes each as allocated, of which the kernel
+ * says it filled names_len (not always NUL-terminated); active: the
+ * feature blocks' active words, nwords of them as allocated.  Reads
+ * nothing past what was allocated whatever the kernel's counts say. */
+void ktls_nic_features(struct ktls_nic *nic, const char *names, uint32_t n,
+		       uint32_t names_len, const uint32_t *active, uint32_t nwords);
+
 /* record.c: walk the handshake messages in a record body; returns the number of
  * KeyUpdate messages found and stores the last one's request flag in
  * *requested (may be NULL). -EBADMSG when malformed/truncated. */

@@ -108,6 +108,22 @@ static int set_int(int fd, int opt)
 	return ktls_sys->setsockopt(fd, SOL_TLS, opt, &one, sizeof(one)) < 0 ? errno : 0;
 }
 
+void ktls_nic_features(struct ktls_nic *nic, const char *names, uint32_t n,
+		       uint32_t names_len, const uint32_t *active, uint32_t nwords)
+{
+	uint32_t i, count = names_len < n ? names_len : n;
+
+	for (i = 0; i < count && i / 32 < nwords; i++) {
+		const char *s = names + (size_t)i * ETH_GSTRING_LEN;
+		bool on = active[i / 32] & (1u << (i % 32));
+
+		if (!strncmp(s, "tls-hw-tx-offload", ETH_GSTRING_LEN))
+			nic->hw_tx = on;
+		else if (!strncmp(s, "tls-hw-rx-offload", ETH_GSTRING_LEN))
+			nic->hw_rx = on;
+	}
+}
+
 static void probe_nics(struct ktls_caps *caps)
 {
 	struct if_nameindex *ifs = if_nameindex(), *it;
@@ -124,6 +140,7 @@ static void probe_nics(struct ktls_caps *caps)
 				    .sset_mask = 1ull << ETH_SS_FEATURES } };
 		struct ethtool_gstrings *strs = NULL;
 		struct ethtool_gfeatures *feat = NULL;
+		uint32_t *active = NULL;
 		struct ifreq ifr;
 		uint32_t n, blocks, i;
 
@@ -139,7 +156,8 @@ static void probe_nics(struct ktls_caps *caps)
 		blocks = (n + 31) / 32;
 		strs = calloc(1, sizeof(*strs) + (size_t)n * ETH_GSTRING_LEN);
 		feat = calloc(1, sizeof(*feat) + blocks * sizeof(feat->features[0]));
-		if (!strs || !feat) {
+		active = calloc(blocks ? blocks : 1, sizeof(*active));
+		if (!strs || !feat || !active) {
 			nic->err = -ENOMEM;
 			goto next;
 		}
@@ -158,18 +176,13 @@ static void probe_nics(struct ktls_caps *caps)
 			nic->err = -errno;
 			goto next;
 		}
-		for (i = 0; i < n; i++) {
-			const char *s = (const char *)strs->data + (size_t)i * ETH_GSTRING_LEN;
-			bool on = feat->features[i / 32].active & (1u << (i % 32));
-
-			if (!strncmp(s, "tls-hw-tx-offload", ETH_GSTRING_LEN))
-				nic->hw_tx = on;
-			else if (!strncmp(s, "tls-hw-rx-offload", ETH_GSTRING_LEN))
-				nic->hw_rx = on;
-		}
+		for (i = 0; i < blocks; i++)
+			active[i] = feat->features[i].active;
+		ktls_nic_features(nic, (const char *)strs->data, n, strs->len, active, blocks);
 next:
 		free(strs);
 		free(feat);
+		free(active);
 	}
 out:
 	if (ifs)
