@@ -46,7 +46,7 @@ if [ "${KTLS_QUICK:-0}" != 1 ]; then
 	done
 	# the fuzz corpora (valgrind reports on fd 3: the provider's complaints
 	# about the bad values in its corpus go to stderr)
-	for t in walker rxwalk keyblock keylog provconf handoff diag; do
+	for t in walker rxwalk keyblock keylog provconf handoff diag ethtool; do
 		"$KTLS_BUILDDIR/libtool" --mode=execute valgrind -q --error-exitcode=99 \
 			--leak-check=full --errors-for-leak-kinds=definite --log-fd=3 \
 			"$KTLS_BUILDDIR/test/fuzz/replay-$t" "$top/test/fuzz/corpus/$t" \
