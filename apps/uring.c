@@ -30,7 +30,9 @@
  * connection whose hand-off is refused is served through libssl
  * (userspace records, the reason printed), driven by polls.
  * Zero-copy send (SEND_ZC) is not used: the kernel's TLS layer does not
- * take it.
+ * take it.  The first hand-off asks once (a SEND_ZC of no bytes, which a
+ * kernel that refuses it refuses before looking at the length) and the
+ * server prints the answer.
  *
  * --threads N: N threads, each with a ring of its own that accepts on the
  * one listening socket (the kernel hands each new connection to one of
@@ -143,6 +145,7 @@ struct userve {
 	struct io_uring ring;
 	struct __kernel_timespec idle;	/* --timeout, for linked timeouts */
 	long idle_tag;			/* user_data of those timeouts (and cancels) */
+	long zc_tag;			/* user_data of the SEND_ZC question */
 	/* --multishot: the provided buffers (group 0) of this ring */
 	struct io_uring_buf_ring *br;
 	unsigned char *bufs;
@@ -605,6 +608,35 @@ static struct uconn *conn_new(struct userve *s, int fd, long id)
 	return c;
 }
 
+/* Once per process, on the first handed-off socket: does the kernel take
+ * a zero-copy send on a kTLS socket?  The answer is printed (zc_answer);
+ * the server never uses it either way. */
+static atomic_int zc_asked;
+
+static void zc_ask(struct userve *s, struct uconn *c)
+{
+	struct io_uring_sqe *sqe;
+
+	if (atomic_exchange(&zc_asked, 1) || !(sqe = sqe_get(s)))
+		return;
+	io_uring_prep_send_zc(sqe, c->fd, NULL, 0, MSG_NOSIGNAL, 0);
+	io_uring_sqe_set_data(sqe, &s->zc_tag);
+}
+
+static void zc_answer(const struct uring_opts *o, const struct io_uring_cqe *cqe)
+{
+	if (cqe->flags & IORING_CQE_F_NOTIF)
+		return;		/* the buffer-release notice of a taken one */
+	if (cqe->res < 0)
+		fprintf(stderr, "%s: zero-copy send (IORING_OP_SEND_ZC) on a kTLS socket: %s; "
+				"not used\n", o->prog, cqe->res == -EINVAL ?
+			"this kernel has no such operation" : strerror(-cqe->res));
+	else
+		fprintf(stderr, "%s: zero-copy send (IORING_OP_SEND_ZC) on a kTLS socket: "
+				"taken by this kernel; not used (the server sends with SEND)\n",
+			o->prog);
+}
+
 /* The handshake's next step; then the hand-off.  0 armed, <0 failed. */
 static int hs_step(struct userve *s, struct uconn *c)
 {
@@ -628,6 +660,7 @@ static int hs_step(struct userve *s, struct uconn *c)
 		ret = lib_step(s, c);
 		return ret == 0 ? 0 : ret > 0 ? -ECANCELED : -EIO;
 	}
+	zc_ask(s, c);
 	if (s->ms && !s->o->root && (c->q = calloc(MS_BUFS, sizeof(*c->q)))) {
 		c->ms = true;
 		c->st = U_NONE;
@@ -1102,6 +1135,10 @@ static void *ring_run(void *arg)
 			seen++;
 			if (ud == (uintptr_t)&s->idle_tag)
 				continue;	/* a linked timeout's or a cancel's own */
+			if (ud == (uintptr_t)&s->zc_tag) {
+				zc_answer(o, cqe);
+				continue;
+			}
 			if (!c) {
 				on_accept(s, cqe->res);
 				continue;

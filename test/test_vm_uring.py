@@ -211,6 +211,11 @@ def test_ring_echo_many_connections_with_keyupdates(guest):
         assert delta.get(k, 0) == 0, (k, nonzero(delta))
     assert "ring: %d connections, 0 failed" % (CONNS + 1) in guest[("SERR", "echo")][-1], \
         guest[("SERR", "echo")][-1]
+    # asked once on the first hand-off: kTLS does not take a zero-copy send
+    zc = [line for line in guest[("SERR", "echo")] if "IORING_OP_SEND_ZC" in line]
+    print("[vm_uring] %s" % zc)
+    assert zc == ["ktls-serve: zero-copy send (IORING_OP_SEND_ZC) on a kTLS socket: "
+                  "Operation not supported; not used"], zc
 
 
 def test_ring_threads_serve_many_connections(guest):
