@@ -16,7 +16,7 @@ DESCRIPTION
 	Configures _build-fuzz/ with CC=clang --enable-fuzzing (installing
 	clang when it is missing), builds the libFuzzer binaries
 	test/fuzz/fuzz-<target>, and runs each target (or only the TARGETs
-	named: walker rxwalk keyblock keylog provconf handoff diag) for SECONDS
+	named: walker rxwalk keyblock keylog provconf handoff diag ethtool) for SECONDS
 	(default 60) on a copy of its seed corpus test/fuzz/corpus/<target>/,
 	with test/fuzz/dict/<target>.dict when there is one.  Targets run
 	side by side, as many at a time as there are CPUs.
@@ -49,7 +49,7 @@ esac
 
 builddir=$top/_build-fuzz
 out=$builddir/fuzz-out
-targets=(walker rxwalk keyblock keylog provconf handoff diag)
+targets=(walker rxwalk keyblock keylog provconf handoff diag ethtool)
 if [ $# -gt 1 ]; then
 	shift
 	for t in "$@"; do
