@@ -279,7 +279,7 @@ void app_print_status(FILE *f, const char *who, SSL *ssl)
 
 const char *app_status_json(SSL *ssl)
 {
-	static char buf[2048];
+	static _Thread_local char buf[2048];
 	struct ktls_status st;
 
 	if (ktls_conn_status(ssl, &st) || ktls_status_json(&st, buf, sizeof(buf)) < 0)
@@ -289,7 +289,7 @@ const char *app_status_json(SSL *ssl)
 
 const char *app_diag_json(SSL *ssl)
 {
-	static char buf[64];
+	static _Thread_local char buf[64];
 	const char *tx, *rx;
 
 	if (ktls_conn_diag(ssl, &tx, &rx))
@@ -310,7 +310,7 @@ static const char *sol_tls_bool(int fd, int opt)
 
 const char *app_kernel_opts_json(int fd)
 {
-	static char buf[80];
+	static _Thread_local char buf[80];
 
 	snprintf(buf, sizeof(buf), "{\"rx_expect_no_pad\":%s,\"tx_zerocopy_ro\":%s}",
 		 sol_tls_bool(fd, TLS_RX_EXPECT_NO_PAD), sol_tls_bool(fd, TLS_TX_ZEROCOPY_RO));

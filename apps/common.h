@@ -73,7 +73,8 @@ int app_attach(SSL *ssl, int fd, const struct app_opts *o, const char *prog);
 
 /* One human line per direction. */
 void app_print_status(FILE *f, const char *who, SSL *ssl);
-/* JSON status object text (static buffer). */
+/* JSON status object text (a buffer of the calling thread, valid until
+ * its next call). */
 const char *app_status_json(SSL *ssl);
 
 /* What sock_diag says of the socket: {"tx":"sw","rx":"sw"} or null. */
