@@ -187,8 +187,11 @@ class VMProcess:
         status = self.proc.returncode
         cmd = " ".join(shlex.quote(a) for a in self.args)
         if info.get("failure") or (not info and status == VM_EXIT_PLATFORM):
-            pytest.fail("VM run failed: %s\n$ %s\n%s" % (info.get("failure"), cmd, err),
-                        pytrace=False)
+            # the guest's console (its dmesg when it never got to say more):
+            # where a boot that stalled stopped
+            tail = "\n  ".join(dmesg.splitlines()[-25:])
+            pytest.fail("VM run failed: %s\n$ %s\n%s\nthe guest's console, last lines:\n  %s"
+                        % (info.get("failure"), cmd, err, tail), pytrace=False)
         if info.get("dmesg_bad") and not self.allow_dmesg_warnings:
             pytest.fail("guest dmesg has BUG/WARNING/Oops lines:\n  %s\n$ %s"
                         % ("\n  ".join(info["dmesg_bad"]), cmd), pytrace=False)
