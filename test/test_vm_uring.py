@@ -42,6 +42,13 @@ ring() {  # NAME PORT CONNS ARGS...
     echo $! > $n.pid
     waitlisten $n.serr
 }
+reap() {  # NAME: the server ends after its last connection; one the
+    # clients gave up on would keep it waiting: killed after 60 s
+    i=0
+    while kill -0 $(cat $1.pid) 2>/dev/null && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done
+    kill $(cat $1.pid) 2>/dev/null && echo "SERVEXIT $1 still running: killed"
+    wait $(cat $1.pid) || echo "SERVEXIT $1 $?"
+}
 # the server's first connection runs the bridge's probe (loopback sockets,
 # in tls_stat): one small connection first, outside the deltas
 ulimit -n 8192
@@ -58,12 +65,7 @@ ktls-client --no-offload --json --tls1_3 --bytes 256k --timeout 600 \
 c2=$!
 wait $c1 || true
 wait $c2 || true
-# the server ends after its last connection; one the clients gave up on
-# would keep it waiting
-i=0
-while kill -0 $(cat echo.pid) 2>/dev/null && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done
-kill $(cat echo.pid) 2>/dev/null && echo "SERVEXIT echo still running: killed"
-wait $(cat echo.pid) || echo "SERVEXIT echo $?"
+reap echo
 echo "ECHOTIME echo $(( $(date +%s) - start )) s"
 stats echo.after
 echo "LOAD plain $(cat echo.plain)"
@@ -92,10 +94,7 @@ ktls-client --no-offload --json --tls1_3 --bytes 128k --timeout 300 --keyupdate-
 c2=$!
 wait $c1 || true
 wait $c2 || true
-i=0
-while kill -0 $(cat thr.pid) 2>/dev/null && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done
-kill $(cat thr.pid) 2>/dev/null && echo "SERVEXIT thr still running: killed"
-wait $(cat thr.pid) || echo "SERVEXIT thr $?"
+reap thr
 stats thr.after
 echo "LOAD thrplain $(cat thr.plain)"
 echo "LOAD thrku $(cat thr.ku)"
@@ -132,10 +131,7 @@ t0=$(date +%s)
 i=0
 while kill -0 $(cat files.pid) 2>/dev/null && [ $i -lt 250 ]; do sleep 0.1; i=$((i+1)); done
 echo "IDLE files {\"secs\":$(( $(date +%s) - t0 )),\"body\":\"$(tail -n 1 idle.out)\"}"
-i=0
-while kill -0 $(cat files.pid) 2>/dev/null && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done
-kill $(cat files.pid) 2>/dev/null && echo "SERVEXIT files still running: killed"
-wait $(cat files.pid) || echo "SERVEXIT files $?"
+reap files
 sed 's/^/SERVE files /' files.serve
 sed 's/^/SERR files /' files.serr
 """
