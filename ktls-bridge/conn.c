@@ -372,14 +372,16 @@ static int json_dir(char *buf, size_t cap, const char *name, const struct ktls_d
 			"\"%s\":{\"mode\":\"%s\",\"reason_code\":\"%s\",\"reason\":%s,"
 			"\"errno\":\"%s\",\"detail\":%s,\"tls\":\"%s\",\"cipher\":\"%s\","
 			"\"records\":%llu,\"bytes\":%llu,\"rekeys\":%llu,\"keyupdates\":%llu,"
-			"\"staged_switches\":%llu,\"key_calls\":%llu,\"key_expired\":%llu}",
+			"\"staged_switches\":%llu,\"key_calls\":%llu,\"key_expired\":%llu,"
+			"\"early_pauses\":%llu,\"rekeys_ahead\":%llu}",
 			name, ktls_mode_str(d->mode), ktls_reason_code(d->reason), reason,
 			d->err ? ktls_errno_name(d->err) : "", detail, ver,
 			d->cipher ? d->cipher->name : "",
 			(unsigned long long)d->records, (unsigned long long)d->bytes,
 			(unsigned long long)d->rekeys, (unsigned long long)d->keyupdates,
 			(unsigned long long)d->staged_switches, (unsigned long long)d->key_calls,
-			(unsigned long long)d->key_expired);
+			(unsigned long long)d->key_expired, (unsigned long long)d->early_pauses,
+			(unsigned long long)d->rekeys_ahead);
 }
 
 int ktls_status_json(const struct ktls_status *st, char *buf, size_t cap)

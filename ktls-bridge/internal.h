@@ -185,6 +185,9 @@ struct ktls_dir {
 	uint32_t ku_unkeyed;	/* RX: KeyUpdates seen that the kernel's key has
 				 * not followed yet (it pauses for each) */
 	uint32_t ku_ahead;	/* RX: keys installed for KeyUpdates not walked yet */
+	bool early_pause_due;	/* RX: the last handshake record walked began
+				 * with a KeyUpdate's type byte (24) but held
+				 * no whole KeyUpdate: mainline pauses anyway */
 	bool hs_unwalked;	/* RX: a handshake record went to the application
 				 * (hand-off) before ktls_conn_control walked it */
 };
@@ -317,8 +320,6 @@ ssize_t ktls_rx_record(struct ktls_conn *c, void *buf, size_t cap, uint8_t *type
  * a KeyUpdate explains is answered (-EAGAIN: read again); other errors
  * end the connection with their alert.  Returns res, 0, or -errno. */
 ssize_t ktls_rx_app_result(struct ktls_conn *c, ssize_t res, uint8_t type, const void *buf);
-/* recvmsg said EKEYEXPIRED: install the next generation now. */
-int ktls_rx_key_expired(struct ktls_conn *c);
 /* TLS 1.3 RX was just installed: TLS_RX_EXPECT_NO_PAD when the policy
  * asks (best effort: without it the kernel only decrypts less eagerly). */
 void ktls_rx_expect_no_pad(struct ktls_conn *c);

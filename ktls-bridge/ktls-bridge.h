@@ -245,7 +245,13 @@ struct ktls_dir_status {
 	uint64_t key_calls;		/* setsockopt/getsockopt calls for re-keys,
 					 * staging and record counts after install */
 	uint64_t key_expired;		/* RX: reads the kernel answered EKEYEXPIRED */
-	uint64_t reserved[6];		/* written zero, for later releases */
+	uint64_t early_pauses;		/* RX: pauses with no KeyUpdate complete (a
+					 * record began with a KeyUpdate's type
+					 * byte): the key in use was set again */
+	uint64_t rekeys_ahead;		/* RX: next keys set right after a KeyUpdate
+					 * that ended in a record not beginning
+					 * with one, before the next read */
+	uint64_t reserved[4];		/* written zero, for later releases */
 };
 
 struct ktls_status {

@@ -11,6 +11,17 @@
  * follows both, so libssl never sees EKEYEXPIRED, and checks every key
  * libssl offers again against its own chain rather than trusting it.
  *
+ * Mainline looks only at the first byte of a handshake record: it pauses
+ * after any record that begins with 24 (a KeyUpdate's type), and after no
+ * other.  A KeyUpdate split over records, or behind another message,
+ * therefore gets an early pause (its first fragment: no KeyUpdate yet) and
+ * no pause where it ends.  The bridge's own walk knows where each message
+ * ends: an early pause is answered with the key in use, set again at the
+ * kernel's sequence number, and a KeyUpdate that ends in a record the
+ * kernel did not pause for gets its next key before anything more is
+ * read.  Our series (0004) finds KeyUpdates anywhere, so neither happens
+ * there; setting the key ahead is then the same call a pause would get.
+ *
  * Storm guard: a KeyUpdate costs the bridge a key derivation and one or
  * two setsockopt calls, so a peer may send many, but not without end.
  * The connection ends with a fatal unexpected_message alert when the peer
@@ -163,32 +174,6 @@ static void hs_walk(struct ktls_hs_walk *w, const uint8_t *p, size_t len,
 	}
 }
 
-int ktls_rx_after_handshake(struct ktls_conn *c, const uint8_t *body, size_t len,
-			    struct ktls_hs_seen *seen)
-{
-	struct ktls_dir *d = &c->rx;
-
-	memset(seen, 0, sizeof(*seen));
-	if (d->st.version != KTLS_TLS13)
-		return 0;
-	hs_walk(&d->walk, body, len, seen);
-	d->st.keyupdates += (uint64_t)seen->keyupdates;
-	d->ku_unkeyed += (uint32_t)seen->keyupdates;
-	d->hs_unwalked = false;
-	/* keys installed at EKEYEXPIRED before this record was walked */
-	while (d->ku_ahead && d->ku_unkeyed) {
-		d->ku_ahead--;
-		d->ku_unkeyed--;
-	}
-	if (seen->alert) {
-		ktls_conn_fatal(c, false, KTLS_R_PROTOCOL, EPROTO, (uint8_t)seen->alert, seen->why);
-		return -EPROTO;
-	}
-	if (seen->keyupdates && storm_check(c, seen->keyupdates))
-		return -EPROTO;
-	return follow_staged(c, seen->keyupdates);
-}
-
 /* Set TLS_RX to generation gen+1 (the kernel waits for it). */
 static int rx_set_next(struct ktls_conn *c)
 {
@@ -211,6 +196,7 @@ static int rx_set_next(struct ktls_conn *c)
 		return rx_failed(c, ret, "TLS_RX re-key");
 	d->st.rekeys++;
 	d->staged = false;
+	d->early_pause_due = false;	/* setting TLS_RX ends any pause */
 	if (d->ku_unkeyed)
 		d->ku_unkeyed--;
 	else
@@ -224,9 +210,52 @@ static int rx_set_next(struct ktls_conn *c)
 	return 0;
 }
 
-int ktls_rx_key_expired(struct ktls_conn *c)
+/* The peer's KeyUpdate ended in a record that did not begin with one: a
+ * kernel before our series read on with the old key, and the peer's next
+ * record would fail as bad_record_mac.  The kernel takes TLS_RX at any
+ * time, paused or not, so the next key goes in before the next read. */
+static int rekey_ahead(struct ktls_conn *c)
 {
-	return rx_set_next(c);
+	struct ktls_dir *d = &c->rx;
+	int ret;
+
+	if (!d->ku_unkeyed || d->st.mode == KTLS_MODE_USERSPACE)
+		return 0;
+	ret = rx_set_next(c);
+	if (!ret)
+		d->st.rekeys_ahead++;
+	return ret;
+}
+
+int ktls_rx_after_handshake(struct ktls_conn *c, const uint8_t *body, size_t len,
+			    struct ktls_hs_seen *seen)
+{
+	struct ktls_dir *d = &c->rx;
+	bool ku_first = len && body[0] == KTLS_HS_KEY_UPDATE;
+	int ret;
+
+	memset(seen, 0, sizeof(*seen));
+	if (d->st.version != KTLS_TLS13)
+		return 0;
+	hs_walk(&d->walk, body, len, seen);
+	/* mainline pauses after this record with no key to change to */
+	d->early_pause_due = ku_first && !seen->keyupdates;
+	d->st.keyupdates += (uint64_t)seen->keyupdates;
+	d->ku_unkeyed += (uint32_t)seen->keyupdates;
+	d->hs_unwalked = false;
+	/* keys installed at EKEYEXPIRED before this record was walked */
+	while (d->ku_ahead && d->ku_unkeyed) {
+		d->ku_ahead--;
+		d->ku_unkeyed--;
+	}
+	if (seen->alert) {
+		ktls_conn_fatal(c, false, KTLS_R_PROTOCOL, EPROTO, (uint8_t)seen->alert, seen->why);
+		return -EPROTO;
+	}
+	if (seen->keyupdates && storm_check(c, seen->keyupdates))
+		return -EPROTO;
+	ret = follow_staged(c, seen->keyupdates);
+	return ret || ku_first ? ret : rekey_ahead(c);
 }
 
 static bool same_keys(const struct ktls_keyblock *a, const struct ktls_keyblock *b)
@@ -237,6 +266,63 @@ static bool same_keys(const struct ktls_keyblock *a, const struct ktls_keyblock 
 	       !CRYPTO_memcmp(a->key, b->key, ci->key_size) &&
 	       !CRYPTO_memcmp(a->salt, b->salt, ci->salt_size) &&
 	       !CRYPTO_memcmp(a->iv, b->iv, ci->iv_size);
+}
+
+/* An early pause: no KeyUpdate is complete, so the key does not change.
+ * Set the one in use again, at the sequence number the kernel reached;
+ * the kernel reports both, and its key must be the one the bridge
+ * believes in use. */
+static int rx_set_again(struct ktls_conn *c)
+{
+	struct ktls_dir *d = &c->rx;
+	unsigned char info[KTLS_MAX_INFO];
+	socklen_t len = (socklen_t)d->st.cipher->info_size;
+	struct ktls_keyblock kernel, ours;
+	int ret;
+
+	memset(&kernel, 0, sizeof(kernel));
+	memset(&ours, 0, sizeof(ours));
+	if (!d->secret.len)
+		return rx_failed(c, -ENOKEY, "TLS_RX resume (no key-log secret)");
+	d->st.key_calls += 2;
+	if (ktls_sys->getsockopt(c->fd, SOL_TLS, TLS_RX, info, &len) < 0)
+		ret = -errno;
+	else
+		ret = ktls_keyblock_from_info(&kernel, info, len);
+	if (!ret)
+		ret = ktls_secret_keyblock(&d->secret, d->st.cipher, &ours);
+	if (!ret && !same_keys(&kernel, &ours))
+		ret = -EKEYREJECTED;
+	if (!ret && ktls_sys->setsockopt(c->fd, SOL_TLS, TLS_RX, info, len) < 0)
+		ret = -errno;
+	OPENSSL_cleanse(info, sizeof(info));
+	ktls_keyblock_wipe(&kernel);
+	ktls_keyblock_wipe(&ours);
+	if (ret)
+		return rx_failed(c, ret, "TLS_RX resume after an early pause");
+	d->st.early_pauses++;
+	d->early_pause_due = false;
+	return 0;
+}
+
+/* The kernel answered EKEYEXPIRED: 1 when the bridge set the key the
+ * kernel waits for, 0 when it cannot explain the pause, -errno when the
+ * connection ended. */
+static int rx_paused(struct ktls_conn *c, int err)
+{
+	struct ktls_dir *d = &c->rx;
+	int ret;
+
+	if (err != EKEYEXPIRED || d->st.version != KTLS_TLS13)
+		return 0;
+	if (d->ku_unkeyed || d->hs_unwalked)
+		ret = rx_set_next(c);
+	else if (d->early_pause_due && d->last_type == KTLS_CT_HANDSHAKE)
+		ret = rx_set_again(c);
+	else
+		return 0;
+	d->st.key_expired++;
+	return ret ? ret : 1;
 }
 
 int ktls_key_reoffered(struct ktls_conn *c, bool tx, const struct ktls_keyblock *kb)
@@ -301,14 +387,6 @@ static ssize_t rx_kernel_error(struct ktls_conn *c, int err)
 	return -err;
 }
 
-/* A pause the bridge can explain: the kernel waits for the key after a
- * KeyUpdate it saw (6.14 UAPI). */
-static bool explained_pause(const struct ktls_conn *c, int err)
-{
-	return err == EKEYEXPIRED && c->rx.st.version == KTLS_TLS13 &&
-	       (c->rx.ku_unkeyed || c->rx.hs_unwalked);
-}
-
 /* A record the kernel delivered, to the bridge's read or the
  * application's: checked and counted. */
 static ssize_t rx_delivered(struct ktls_conn *c, const void *buf, ssize_t n, uint8_t type,
@@ -354,13 +432,14 @@ ssize_t ktls_rx_record(struct ktls_conn *c, void *buf, size_t cap, uint8_t *type
 		ktls_key_stage(c, false);
 	for (;;) {
 		n = ktls_sys->recvmsg(c->fd, &msg, 0);
-		if (n < 0 && explained_pause(c, errno)) {
-			c->rx.st.key_expired++;
-			ret = ktls_rx_key_expired(c);
-			if (ret)
+		if (n < 0) {
+			ret = rx_paused(c, errno);
+			if (ret < 0)
 				return ret;
-			msg.msg_controllen = sizeof(cbuf.b);
-			continue;
+			if (ret) {
+				msg.msg_controllen = sizeof(cbuf.b);
+				continue;
+			}
 		}
 		break;
 	}
@@ -383,11 +462,9 @@ ssize_t ktls_rx_app_result(struct ktls_conn *c, ssize_t res, uint8_t type, const
 	if (res < 0) {
 		int err = (int)-res;
 
-		if (explained_pause(c, err)) {
-			c->rx.st.key_expired++;
-			ret = ktls_rx_key_expired(c);
-			return ret ? ret : -EAGAIN;	/* keyed: read again */
-		}
+		ret = rx_paused(c, err);
+		if (ret)
+			return ret < 0 ? ret : -EAGAIN;	/* keyed: read again */
 		return ktls_retryable(err) ? res : rx_kernel_error(c, err);
 	}
 	if (res == 0)

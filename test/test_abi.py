@@ -144,14 +144,16 @@ def test_library_structs_only_grow_at_the_end(tmp_path):
 
 
 def test_reserved_words_end_the_structs_callers_allocate(tmp_path):
-    """The room to grow is there, at the end, where a new field takes it."""
+    """The room to grow is there, at the end, where a new field takes it.
+    ktls_dir_status gave two of its six words to early_pauses and
+    rekeys_ahead; below four words, the next soname adds room."""
     exprs = {}
     for s in ("ktls_policy", "ktls_dir_status"):
         exprs[s + ".reserved"] = "sizeof(((struct %s *)0)->reserved)" % s
         exprs[s + ".tail"] = "sizeof(struct %s) - offsetof(struct %s, reserved)" % (s, s)
     got = c_layout(tmp_path, exprs)
     for s in ("ktls_policy", "ktls_dir_status"):
-        assert got[s + ".reserved"] >= 6 * 8, got
+        assert got[s + ".reserved"] >= 4 * 8, got
         assert got[s + ".reserved"] == got[s + ".tail"], got
 
 

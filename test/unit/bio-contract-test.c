@@ -384,10 +384,12 @@ static void case_policy_reserved(void)
 	CHECK_EQ(ktls_conn_attach(ssl, a, &p), 0);
 	memset(&st, 0xa5, sizeof(st));
 	CHECK_EQ(ktls_conn_status(ssl, &st), 0);
-	for (i = 0; i < n; i++) {
+	for (i = 0; i < sizeof(st.tx.reserved) / sizeof(st.tx.reserved[0]); i++) {
 		CHECK_EQ(st.tx.reserved[i], 0);
 		CHECK_EQ(st.rx.reserved[i], 0);
 	}
+	CHECK_EQ(st.rx.early_pauses, 0);
+	CHECK_EQ(st.rx.rekeys_ahead, 0);
 	SSL_free(ssl);
 	SSL_CTX_free(ctx);
 	close(a);

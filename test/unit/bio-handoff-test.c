@@ -268,11 +268,72 @@ static void case_no_alert_after_close_notify(void)
 	ssl_close(ssl, ctx, a, b);
 }
 
+/* A kernel that looks only at a handshake record's first byte (mainline):
+ * a KeyUpdate split over records pauses it after the first piece, with
+ * no KeyUpdate yet, and not after the last.  The bridge sets the key in
+ * use again at the kernel's sequence number for the first, and the next
+ * key right after the last; a pause with nothing to explain still ends
+ * the connection, and so does a kernel whose key is not ours. */
+static void case_split_keyupdate(void)
+{
+	uint8_t s0[32], kernel_key[KTLS_MAX_INFO];
+	const struct ktls_cipher *ci = ktls_cipher_by_name("AES-128-GCM");
+	SSL_CTX *ctx;
+	SSL *ssl;
+	int a, b;
+	BIO *bio;
+
+	memset(s0, 0x77, sizeof(s0));
+	bio = rx_bridge(&a, &b, s0, false, NULL);
+	ssl = handoff_ssl(bio, &ctx);
+	CHECK_EQ(fake.rx_sets[a], 1);
+	fake.rx_seq = 3;
+	CHECK_EQ(ktls_conn_received(ssl, 1, KTLS_CT_HANDSHAKE, "\x18"), 0);
+	CHECK_EQ(fake.rx_sets[a], 1);	/* nothing complete: no key yet */
+	CHECK_EQ(ktls_conn_received(ssl, -EKEYEXPIRED, 0, NULL), 0);
+	CHECK_EQ(fake.rx_sets[a], 2);	/* the same key, at sequence 3 */
+	CHECK_EQ(fake.last_rx[ci->off_seq + 7], 3);
+	CHECK_EQ(conn(bio)->rx.st.early_pauses, 1);
+	CHECK_EQ(conn(bio)->rx.st.rekeys, 0);
+	CHECK_EQ(conn(bio)->rx.st.keyupdates, 0);
+	memcpy(kernel_key, fake.last_rx, sizeof(kernel_key));
+	CHECK_EQ(ktls_conn_received(ssl, 2, KTLS_CT_HANDSHAKE, "\x00\x00"), 0);
+	CHECK_EQ(ktls_conn_received(ssl, 1, KTLS_CT_HANDSHAKE, "\x01"), 0);
+	CHECK_EQ(fake.rx_sets[a], 2);
+	/* the last piece: the next key before the next read */
+	CHECK_EQ(ktls_conn_received(ssl, 1, KTLS_CT_HANDSHAKE, "\x00"), 0);
+	CHECK_EQ(fake.rx_sets[a], 3);
+	CHECK(memcmp(fake.last_rx + ci->off_key, kernel_key + ci->off_key, ci->key_size));
+	CHECK_EQ(fake.last_rx[ci->off_seq + 7], 0);
+	CHECK_EQ(conn(bio)->rx.st.rekeys_ahead, 1);
+	CHECK_EQ(conn(bio)->rx.st.rekeys, 1);
+	CHECK_EQ(conn(bio)->rx.st.keyupdates, 1);
+	CHECK_EQ(ktls_conn_received(ssl, 5, KTLS_CT_APPDATA, "hello"), 0);
+	/* a pause now has no record to explain it */
+	CHECK_EQ(ktls_conn_received(ssl, -EKEYEXPIRED, 0, NULL), -EKEYEXPIRED);
+	CHECK_EQ(fake.rx_sets[a], 3);
+	CHECK_EQ(fake.nctrl, 1);
+	CHECK(!memcmp(fake.ctrl_data[0], "\x02\x0a", 2));	/* unexpected_message */
+	ssl_close(ssl, ctx, a, b);
+
+	/* the kernel holds a key that is not the bridge's: no resume */
+	bio = rx_bridge(&a, &b, s0, false, NULL);
+	ssl = handoff_ssl(bio, &ctx);
+	fake.last_rx[ci->off_key] ^= 1;
+	CHECK_EQ(ktls_conn_received(ssl, 2, KTLS_CT_HANDSHAKE, "\x18\x00"), 0);
+	CHECK(ktls_conn_received(ssl, -EKEYEXPIRED, 0, NULL) < 0);
+	CHECK_EQ(fake.rx_sets[a], 1);
+	CHECK_EQ(conn(bio)->rx.st.reason, KTLS_R_REKEY_FAILED);
+	CHECK(!memcmp(fake.ctrl_data[0], "\x02\x50", 2));	/* internal_error */
+	ssl_close(ssl, ctx, a, b);
+}
+
 int main(void)
 {
 	RUN(case_handoff_owed_keyupdate);
 	RUN(case_rx_kernel_errors);
 	RUN(case_app_own_reads);
+	RUN(case_split_keyupdate);
 	RUN(case_records_after_close_notify);
 	RUN(case_no_alert_after_close_notify);
 	ktls_sys_set(NULL);

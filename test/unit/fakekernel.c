@@ -167,9 +167,10 @@ static ssize_t fake_recvmsg(int fd, struct msghdr *msg, int flags)
 	return (ssize_t)fake.rec_len;
 }
 
-/* TLS_TX, TLS_TX_NEXT and TLS_RX_NEXT read back, as AES-128-GCM structs
- * (the only cipher the tests re-key with); TLS_TX carries tx_seq.  As the
- * kernel does, only into a buffer of the struct's exact size. */
+/* TLS_TX, TLS_RX, TLS_TX_NEXT and TLS_RX_NEXT read back, as AES-128-GCM
+ * structs (the only cipher the tests re-key with); TLS_TX carries tx_seq,
+ * TLS_RX rx_seq.  As the kernel does, only into a buffer of the struct's
+ * exact size. */
 static int fake_getsockopt(int fd, int level, int name, void *val, socklen_t *len)
 {
 	const struct ktls_cipher *c = ktls_cipher_by_name("AES-128-GCM");
@@ -178,14 +179,17 @@ static int fake_getsockopt(int fd, int level, int name, void *val, socklen_t *le
 		return getsockopt(fd, level, name, val, len);
 	if ((name == TLS_TX_NEXT && !fake.staged) || (name == TLS_RX_NEXT && !fake.staged_rx))
 		return fail(ENOENT);
-	if ((name != TLS_TX && name != TLS_TX_NEXT && name != TLS_RX_NEXT) ||
+	if ((name != TLS_TX && name != TLS_RX && name != TLS_TX_NEXT && name != TLS_RX_NEXT) ||
 	    *len != c->info_size)
 		return fail(EINVAL);
-	memcpy(val, name == TLS_TX ? fake.last_tx : name == TLS_TX_NEXT ? fake.staged_tx :
-		    fake.staged_rx_info, c->info_size);
-	if (name == TLS_TX)
+	memcpy(val, name == TLS_TX ? fake.last_tx : name == TLS_RX ? fake.last_rx :
+		    name == TLS_TX_NEXT ? fake.staged_tx : fake.staged_rx_info, c->info_size);
+	if (name == TLS_TX || name == TLS_RX) {
+		uint64_t seq = name == TLS_TX ? fake.tx_seq : fake.rx_seq;
+
 		for (int i = 0; i < 8; i++)
-			((uint8_t *)val)[c->off_seq + i] = (uint8_t)(fake.tx_seq >> (56 - 8 * i));
+			((uint8_t *)val)[c->off_seq + i] = (uint8_t)(seq >> (56 - 8 * i));
+	}
 	*len = c->info_size;
 	return 0;
 }

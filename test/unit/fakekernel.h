@@ -48,6 +48,7 @@ struct fake_kernel {
 	uint8_t last_tx[KTLS_MAX_INFO];	/* the TX key in use */
 	uint8_t last_rx[KTLS_MAX_INFO];	/* the RX key in use */
 	uint64_t tx_seq;		/* getsockopt(TLS_TX) reports it as rec_seq */
+	uint64_t rx_seq;		/* getsockopt(TLS_RX) reports it as rec_seq */
 
 	/* ---- what the bridge sent as records of a type (cmsg) ---- */
 	size_t nctrl;
