@@ -170,6 +170,7 @@ static int craft_two(struct conn *c, long v);
 static int craft_two_newkey(struct conn *c, long v);
 static int craft_oldkey_data(struct conn *c, long v);
 static int craft_split_newkey(struct conn *c, long v);
+static int craft_split(struct conn *c, long v);
 static int craft_kufirst(struct conn *c, long v);
 static int craft_ticket(struct conn *c, long v);
 static int craft_storm(struct conn *c, long v);
@@ -199,6 +200,8 @@ static const struct tcase cases[] = {
 	  "KeyUpdate, then data still under the old key" },
 	{ "split-newkey", 20, "RFC 8446 5.1, 5.2", 0, 0, -1, craft_split_newkey,
 	  "KeyUpdate split over two records, the second under the next key" },
+	{ "split", EXP_NONE, "RFC 8446 5.1, 4.6.3", 1, 4, 1, craft_split,
+	  "KeyUpdate(update_requested) in VALUE-byte pieces, one record each" },
 	{ "kufirst", 10, "RFC 8446 5.1", 0, 0, -1, craft_kufirst,
 	  "KeyUpdate followed by a NewSessionTicket in one record" },
 	{ "ticket", 10, "RFC 8446 4, 4.6.1", 0, 0, -1, craft_ticket,
@@ -749,6 +752,22 @@ static int craft_split_newkey(struct conn *c, long v)
 	if (!ret)
 		ret = tx_next(c);
 	return ret ? ret : send_hs(c, tail, sizeof(tail));
+}
+
+/* Valid (RFC 8446 5.1: a handshake message may span records, nothing in
+ * between): only the first piece begins with the KeyUpdate's type byte,
+ * the one a kernel before our series looks at. */
+static int craft_split(struct conn *c, long v)
+{
+	static const uint8_t ku[] = { HS_KEY_UPDATE, 0, 0, 1, 1 };
+	int ret = 0;
+
+	for (size_t off = 0; off < sizeof(ku) && !ret; off += (size_t)v)
+		ret = send_hs(c, ku + off,
+			      sizeof(ku) - off < (size_t)v ? sizeof(ku) - off : (size_t)v);
+	c->want_server_ku = true;
+	c->ku_mark = c->sent;
+	return ret ? ret : tx_next(c);
 }
 
 static int craft_kufirst(struct conn *c, long v)

@@ -40,7 +40,7 @@
 
 struct scenario {
 	const char *name;
-	uint8_t rec[2][16];	/* up to two records */
+	uint8_t rec[2][24];	/* up to two records */
 	size_t len[2];
 	int nku;		/* complete KeyUpdates the records announce */
 	int repeat;
@@ -48,7 +48,10 @@ struct scenario {
 
 static const struct scenario scenarios[] = {
 	{ "plain", { { 0 } }, { 0 }, 0, 0 },
-	{ "coalesced", { { 4, 0, 0, 4, 0, 0, 0, 0, 24, 0, 0, 1, 0 } }, { 13 }, 1, 1 },
+	/* a well-formed NewSessionTicket (lifetime 60 s, no nonce, a one-byte
+	 * ticket), which libssl parses in transparent mode */
+	{ "coalesced", { { 4, 0, 0, 14, 0, 0, 0, 60, 0, 0, 0, 0, 0, 0, 1, 'x', 0, 0,
+			   24, 0, 0, 1, 0 } }, { 23 }, 1, 1 },
 	{ "split", { { 24, 0 }, { 0, 1, 0 } }, { 2, 3 }, 1, 1 },
 	{ "two", { { 24, 0, 0, 1, 0, 24, 0, 0, 1, 0 } }, { 10 }, 2, 1 },
 	{ "kufirst", { { 24, 0, 0, 1, 0, 4, 0, 0, 4, 0, 0, 0, 0 } }, { 13 }, 1, 1 },
