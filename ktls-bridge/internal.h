@@ -188,6 +188,10 @@ struct ktls_dir {
 	bool early_pause_due;	/* RX: the last handshake record walked began
 				 * with a KeyUpdate's type byte (24) but held
 				 * no whole KeyUpdate: mainline pauses anyway */
+	bool ahead_unreported;	/* RX: a key went in ahead of the kernel's
+				 * pause, and a read issued before (one
+				 * that runs ahead, e.g. multishot) may
+				 * still report that pause */
 	bool hs_unwalked;	/* RX: a handshake record went to the application
 				 * (hand-off) before ktls_conn_control walked it */
 };

@@ -222,8 +222,10 @@ static int rekey_ahead(struct ktls_conn *c)
 	if (!d->ku_unkeyed || d->st.mode == KTLS_MODE_USERSPACE)
 		return 0;
 	ret = rx_set_next(c);
-	if (!ret)
+	if (!ret) {
 		d->st.rekeys_ahead++;
+		d->ahead_unreported = true;
+	}
 	return ret;
 }
 
@@ -319,8 +321,11 @@ static int rx_paused(struct ktls_conn *c, int err)
 		ret = rx_set_next(c);
 	else if (d->early_pause_due && d->last_type == KTLS_CT_HANDSHAKE)
 		ret = rx_set_again(c);
+	else if (d->ahead_unreported)
+		ret = 0;	/* a read issued before the key went in ahead */
 	else
 		return 0;
+	d->ahead_unreported = false;
 	d->st.key_expired++;
 	return ret ? ret : 1;
 }
@@ -396,6 +401,7 @@ static ssize_t rx_delivered(struct ktls_conn *c, const void *buf, ssize_t n, uin
 	int ret;
 
 	c->rx.last_type = type;
+	c->rx.ahead_unreported = false;	/* the kernel reads on */
 	if (type == KTLS_CT_APPDATA)
 		c->rx.ku_run = 0;
 	if (type != KTLS_CT_HANDSHAKE && c->rx.walk.have) {
