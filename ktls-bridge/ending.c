@@ -17,7 +17,11 @@
  *  2. after a fatal alert, a lingering close: read and throw away what the
  *     peer still sends until its FIN, for at most KTLS_LINGER_MS and
  *     KTLS_LINGER_BYTES, so that the peer's writes keep succeeding until
- *     it has read our alert and closes.  When the receive side cannot be
+ *     it has read our alert and closes.  Where the kernel decrypts, the
+ *     receive key follows the peer's KeyUpdates meanwhile, as it would
+ *     have before the end (rxkey.c: ktls_rx_drain_follow): a kernel with
+ *     no staged key would otherwise stop at the first.  When the receive
+ *     side cannot be
  *     drained (the kernel's TLS receive path stopped on a bad record, or
  *     waits for a key it will not get), wait for the peer's FIN without
  *     reading, within the same bound: a peer still writing then fills our
@@ -67,15 +71,29 @@ static int drain_now(struct ktls_conn *c, size_t *budget)
 			.msg_control = cbuf.b, .msg_controllen = sizeof(cbuf.b),
 		};
 		ssize_t n = recvmsg(c->fd, &msg, MSG_DONTWAIT);
+		struct cmsghdr *cm;
+		int ret;
 
 		if (n == 0)
 			return 1;
 		if (n < 0) {
 			int e = errno;
 
-			return e == EAGAIN || e == EWOULDBLOCK || e == EINTR ? 0 : -e;
+			if (e == EAGAIN || e == EWOULDBLOCK || e == EINTR)
+				return 0;
+			ret = ktls_rx_drain_follow(c, e, NULL, 0);
+			if (ret > 0)
+				continue;
+			return ret ? ret : -e;
 		}
 		c->linger_bytes += (uint64_t)n;
+		for (cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm))
+			if (cm->cmsg_level == SOL_TLS && cm->cmsg_type == TLS_GET_RECORD_TYPE &&
+			    *CMSG_DATA(cm) == KTLS_CT_HANDSHAKE) {
+				ret = ktls_rx_drain_follow(c, 0, buf, (size_t)n);
+				if (ret < 0)
+					return ret;
+			}
 		if ((size_t)n >= *budget) {
 			*budget = 0;
 			return -ENOBUFS;

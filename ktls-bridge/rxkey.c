@@ -330,6 +330,51 @@ static int rx_paused(struct ktls_conn *c, int err)
 	return ret ? ret : 1;
 }
 
+/* Keys set while draining are not the connection's: its status stays as
+ * it was when it ended.  1: a key was set; 0: none was due; -EKEYEXPIRED:
+ * none could be (stop reading). */
+static int drain_keys(struct ktls_conn *c, int err, int nku, bool ku_first)
+{
+	struct ktls_dir *d = &c->rx;
+	struct ktls_dir_status keep = d->st;
+	int ret = 0;
+
+	if (err == EKEYEXPIRED && d->ku_unkeyed)
+		ret = rx_set_next(c) ? -1 : 1;
+	else if (err == EKEYEXPIRED && d->early_pause_due)
+		ret = rx_set_again(c) ? -1 : 1;
+	else if (err == EKEYEXPIRED && d->ahead_unreported)
+		ret = 1;	/* answered already: read again */
+	else if (err)
+		ret = -1;
+	else if (follow_staged(c, nku))
+		ret = -1;
+	else if (d->ku_unkeyed && !ku_first)
+		ret = rx_set_next(c) ? -1 : 1;
+	d->st = keep;
+	d->ahead_unreported = ret == 1 && !err;
+	return ret < 0 ? -EKEYEXPIRED : ret;
+}
+
+int ktls_rx_drain_follow(struct ktls_conn *c, int err, const uint8_t *p, size_t len)
+{
+	struct ktls_dir *d = &c->rx;
+	struct ktls_hs_seen seen;
+	bool ku_first = len && p[0] == KTLS_HS_KEY_UPDATE;
+
+	if (d->st.version != KTLS_TLS13 || d->st.mode == KTLS_MODE_USERSPACE || !d->secret.len)
+		return err ? -err : 0;
+	if (err)
+		return err == EKEYEXPIRED ? drain_keys(c, err, 0, false) : -err;
+	memset(&seen, 0, sizeof(seen));
+	hs_walk(&d->walk, p, len, &seen);
+	d->ku_unkeyed += (uint32_t)seen.keyupdates;
+	d->early_pause_due = ku_first && !seen.keyupdates;
+	if (seen.alert)
+		return -EPROTO;	/* malformed: the walk cannot follow the keys */
+	return drain_keys(c, 0, seen.keyupdates, ku_first);
+}
+
 int ktls_key_reoffered(struct ktls_conn *c, bool tx, const struct ktls_keyblock *kb)
 {
 	struct ktls_dir *d = tx ? &c->tx : &c->rx;

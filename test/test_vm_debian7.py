@@ -192,17 +192,19 @@ def test_split_keyupdates_early_and_missed_pauses(d7, m):
 def test_tls_stat_agrees_with_the_bridge(d7, m):
     """The kernel paused once per KeyUpdate whose record began with one
     and once per early pause, and every TLS_RX it took is a re-key or a
-    resume that the bridge counted.  Records failed to decrypt only on a
-    connection that had already ended with our alert (its drain)."""
+    resume that the bridge counted -- or, on a connection that had already
+    ended with our alert (frag-data), one its lingering close set to read
+    past the peer's KeyUpdate, which the status does not count."""
     d = stat_delta(d7, m)
     srvs = [srv for _, _, srv in runs(d7, m)]
     rx = [srv["status"]["rx"] for srv in srvs]
     print("\n[debian7] %s tls_stat %s" % (m, {k: v for k, v in d.items() if v}))
     assert d["TlsRxRekeyReceived"] == sum(r["keyupdates"] - r["rekeys_ahead"] + r["early_pauses"]
                                           for r in rx) > 0
-    assert d["TlsRxRekeyOk"] == sum(r["rekeys"] + r["early_pauses"] for r in rx)
-    assert d["TlsRxRekeyError"] == 0
-    assert d["TlsDecryptError"] <= sum(1 for srv in srvs if not srv["ok"])
+    counted = sum(r["rekeys"] + r["early_pauses"] for r in rx)
+    ended = sum(1 for srv in srvs if not srv["ok"])
+    assert counted <= d["TlsRxRekeyOk"] <= counted + ended
+    assert d["TlsRxRekeyError"] == 0 and d["TlsDecryptError"] == 0
     assert d["TlsRxSw"] >= len(CASES)
 
 
