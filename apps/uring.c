@@ -1168,12 +1168,36 @@ static void *ring_run(void *arg)
 	return NULL;
 }
 
+/*
+ * The multishot receive reads records ahead of the bridge, which is safe
+ * only where the kernel itself pauses at every KeyUpdate wherever it ends.
+ * Mainline looks only at a record's first byte: the last piece of a
+ * KeyUpdate split over records does not pause it, and the receive read
+ * ahead would decrypt the peer's next record with the old key (seen on
+ * Debian's 7.3.4: the connection ended with EBADMSG, the peer was reset).
+ * The probe cannot see how the kernel finds KeyUpdates, but the staging
+ * option comes only with our series, which finds them anywhere.
+ */
+static bool multishot_safe(const struct uring_opts *o)
+{
+	const struct ktls_caps *caps = ktls_probe();
+
+	if (caps->prestage)
+		return true;
+	fprintf(stderr, "%s: multishot receive not used: it reads records ahead of the "
+			"bridge, and this kernel (no pre-staged keys: %s) pauses only for a "
+			"KeyUpdate at the start of a record; single receives\n",
+		o->prog, strerror(caps->prestage_err));
+	return false;
+}
+
 int uring_serve(SSL_CTX *ctx, int lfd, const struct uring_opts *o)
 {
 	int n = o->threads > 1 ? o->threads : 1, i, ret, started, failed = 0;
 	struct ushared g = { 0 };
 	struct userve *rings = calloc((size_t)n, sizeof(*rings));
 	long rss0 = rss_kib("VmRSS:");
+	bool multishot = o->multishot && multishot_safe(o);
 
 	if (!rings) {
 		fprintf(stderr, "%s: out of memory\n", o->prog);
@@ -1194,7 +1218,7 @@ int uring_serve(SSL_CTX *ctx, int lfd, const struct uring_opts *o)
 			free(rings);
 			return 1;
 		}
-		if (o->multishot && (ret = ms_setup(s)) && !i)	/* a run-time check */
+		if (multishot && (ret = ms_setup(s)) && !i)	/* a run-time check */
 			fprintf(stderr, "%s: multishot receive not available (provided buffer "
 					"ring: %s); single receives\n", o->prog, strerror(-ret));
 	}
