@@ -41,8 +41,8 @@ ALERT_VARIANTS = ([("badvalue", v) for v in (2, 3, 128, 255)] +
                   [("badlength", v) for v in (0, 2, 3, 255)] +
                   [(c, None) for c in ("frag-data", "two", "two-newkey", "oldkey-data",
                                        "split-newkey", "kufirst", "ticket")])
-VARIANTS = ([("valid", None), ("requested", None)] + ALERT_VARIANTS +
-            [("storm", 40), ("ku-every", 16)])
+VARIANTS = ([("valid", None), ("requested", None), ("split", 1), ("split", 4)] +
+            ALERT_VARIANTS + [("storm", 40), ("ku-every", 16)])
 CASES = {c for c, _ in VARIANTS}
 
 
