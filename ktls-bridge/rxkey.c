@@ -362,7 +362,9 @@ int ktls_rx_drain_follow(struct ktls_conn *c, int err, const uint8_t *p, size_t 
 	struct ktls_hs_seen seen;
 	bool ku_first = len && p[0] == KTLS_HS_KEY_UPDATE;
 
-	if (d->st.version != KTLS_TLS13 || d->st.mode == KTLS_MODE_USERSPACE || !d->secret.len)
+	/* after a key the kernel refused, no more are tried */
+	if (d->st.version != KTLS_TLS13 || d->st.mode == KTLS_MODE_USERSPACE || !d->secret.len ||
+	    d->st.reason == KTLS_R_REKEY_FAILED)
 		return err ? -err : 0;
 	if (err)
 		return err == EKEYEXPIRED ? drain_keys(c, err, 0, false) : -err;
