@@ -19,7 +19,7 @@
  *     KTLS_LINGER_BYTES, so that the peer's writes keep succeeding until
  *     it has read our alert and closes.  Where the kernel decrypts, the
  *     receive key follows the peer's KeyUpdates meanwhile, as it would
- *     have before the end (rxkey.c: ktls_rx_drain_follow): a kernel with
+ *     have before the end (c->drain_follow, set by rxkey.c): a kernel with
  *     no staged key would otherwise stop at the first.  When the receive
  *     side cannot be
  *     drained (the kernel's TLS receive path stopped on a bad record, or
@@ -81,7 +81,7 @@ static int drain_now(struct ktls_conn *c, size_t *budget)
 
 			if (e == EAGAIN || e == EWOULDBLOCK || e == EINTR)
 				return 0;
-			ret = ktls_rx_drain_follow(c, e, NULL, 0);
+			ret = c->drain_follow ? c->drain_follow(c, e, NULL, 0) : 0;
 			if (ret > 0)
 				continue;
 			return ret ? ret : -e;
@@ -89,8 +89,8 @@ static int drain_now(struct ktls_conn *c, size_t *budget)
 		c->linger_bytes += (uint64_t)n;
 		for (cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm))
 			if (cm->cmsg_level == SOL_TLS && cm->cmsg_type == TLS_GET_RECORD_TYPE &&
-			    *CMSG_DATA(cm) == KTLS_CT_HANDSHAKE) {
-				ret = ktls_rx_drain_follow(c, 0, buf, (size_t)n);
+			    *CMSG_DATA(cm) == KTLS_CT_HANDSHAKE && c->drain_follow) {
+				ret = c->drain_follow(c, 0, buf, (size_t)n);
 				if (ret < 0)
 					return ret;
 			}

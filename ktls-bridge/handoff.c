@@ -72,7 +72,7 @@ static int install_rx13(struct ktls_conn *c)
 	ktls_dir_note(d, KTLS_R_NONE, 0, "TLS_RX installed (hand-off)");
 	d->rec_left = d->hdr_have = 0;
 	d->st.records = d->st.bytes = 0;
-	ktls_rx_expect_no_pad(c);
+	ktls_rx_installed(c);
 	ktls_key_stage(c, false);
 	return 0;
 }

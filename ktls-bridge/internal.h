@@ -231,6 +231,14 @@ struct ktls_conn {
 	bool lingered;		/* the lingering close after a fatal alert ran */
 	enum ktls_linger_end linger_end;
 	uint64_t linger_bytes;	/* bytes read and dropped while lingering */
+	/* Set by rxkey.c when RX is in the kernel (ending.c sits below it):
+	 * the lingering close reads and drops what the peer still sends, and
+	 * to get past the peer's KeyUpdates the receive key follows them as
+	 * it would have before the end (unchecked: nothing read is used; the
+	 * status does not count it).  err: recvmsg's errno, or 0 for a
+	 * handshake record P of LEN bytes.  1: a key was set, read on; 0:
+	 * nothing to do; -errno: stop reading. */
+	int (*drain_follow)(struct ktls_conn *c, int err, const uint8_t *p, size_t len);
 };
 
 /* The connection's last record (close_notify, or a fatal alert when
@@ -324,16 +332,10 @@ ssize_t ktls_rx_record(struct ktls_conn *c, void *buf, size_t cap, uint8_t *type
  * a KeyUpdate explains is answered (-EAGAIN: read again); other errors
  * end the connection with their alert.  Returns res, 0, or -errno. */
 ssize_t ktls_rx_app_result(struct ktls_conn *c, ssize_t res, uint8_t type, const void *buf);
-/* A lingering close (ending.c) reads and drops what the peer still sends;
- * to get past the peer's KeyUpdates there, the receive key follows them as
- * it would have before the end (unchecked: nothing read is used; the
- * status does not count it).  err: recvmsg's errno, or 0 for a handshake
- * record P of LEN bytes.  1: a key was set, read on; 0: nothing to do;
- * -errno: stop reading. */
-int ktls_rx_drain_follow(struct ktls_conn *c, int err, const uint8_t *p, size_t len);
-/* TLS 1.3 RX was just installed: TLS_RX_EXPECT_NO_PAD when the policy
- * asks (best effort: without it the kernel only decrypts less eagerly). */
-void ktls_rx_expect_no_pad(struct ktls_conn *c);
+/* RX was just installed in the kernel: TLS_RX_EXPECT_NO_PAD for TLS 1.3
+ * when the policy asks (best effort: without it the kernel only decrypts
+ * less eagerly), and c->drain_follow for ending.c's lingering close. */
+void ktls_rx_installed(struct ktls_conn *c);
 /* libssl offered TLS 1.3 keys again for an offloaded direction (OpenSSL
  * 3.2+ after a KeyUpdate): 1 when they are the generation the kernel holds
  * or the next one (then installed), else the connection ends and 0. */

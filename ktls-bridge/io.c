@@ -181,7 +181,7 @@ static long set_ktls(struct ktls_conn *c, const void *info, bool tx)
 		ktls_key_stage(c, tx);	/* best effort: KeyUpdates can set the key again */
 		tx_zerocopy(c);
 	} else {
-		ktls_rx_expect_no_pad(c);
+		ktls_rx_installed(c);
 	}
 out:
 	ktls_keyblock_wipe(&kb);

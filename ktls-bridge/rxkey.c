@@ -356,7 +356,8 @@ static int drain_keys(struct ktls_conn *c, int err, int nku, bool ku_first)
 	return ret < 0 ? -EKEYEXPIRED : ret;
 }
 
-int ktls_rx_drain_follow(struct ktls_conn *c, int err, const uint8_t *p, size_t len)
+/* c->drain_follow (internal.h says what it answers) */
+static int drain_follow(struct ktls_conn *c, int err, const uint8_t *p, size_t len)
 {
 	struct ktls_dir *d = &c->rx;
 	struct ktls_hs_seen seen;
@@ -529,10 +530,11 @@ ssize_t ktls_rx_app_result(struct ktls_conn *c, ssize_t res, uint8_t type, const
 	return res;
 }
 
-void ktls_rx_expect_no_pad(struct ktls_conn *c)
+void ktls_rx_installed(struct ktls_conn *c)
 {
 	int one = 1;
 
+	c->drain_follow = drain_follow;
 	if (!c->policy.rx_expect_no_pad || c->rx.st.version != KTLS_TLS13)
 		return;
 	if (ktls_sys->setsockopt(c->fd, SOL_TLS, TLS_RX_EXPECT_NO_PAD, &one, sizeof(one)))
