@@ -19,10 +19,11 @@
 # half is scripts/compare-stacks-guest.sh, the table
 # scripts/compare-stacks-table.py (a cell's legend is there).
 #
-# Usage: scripts/compare-stacks.sh [--kernels "FLAVOUR..."] [--mib N]
-#            [--every R] [--out DIR] [--markdown] [--details]
+# Usage: scripts/compare-stacks.sh [--kernels "FLAVOUR..."] [--stacks "STACK..."]
+#            [--mib N] [--every R] [--out DIR] [--markdown] [--details]
 #   --kernels  vm-run flavours (default "debian-6.1 patched-6.12 debian-7";
 #              one that vm-run cannot boot here is reported and left out)
+#   --stacks   a subset of the stacks above (default: all five)
 #   --mib N    the long run's size in MiB (default 64)
 #   --every R  its KeyUpdate interval in 16 KiB records (default 4: 1,024
 #              KeyUpdates over 64 MiB)
@@ -38,13 +39,15 @@ set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 log() { echo "compare-stacks.sh: $*" >&2; }
-usage() { sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'; }
 
 kernels="debian-6.1 patched-6.12 debian-7"
+want="ko-t ko-h ossl30 ossl35 gnutls"
 mib=64 every=4 out='' fmt=()
 while [ $# -gt 0 ]; do
 	case $1 in
 	--kernels) kernels=${2:?}; shift ;;
+	--stacks) want=${2:?}; shift ;;
 	--mib) mib=${2:?}; shift ;;
 	--every) every=${2:?}; shift ;;
 	--out) out=${2:?}; shift ;;
@@ -55,6 +58,9 @@ while [ $# -gt 0 ]; do
 	shift
 done
 case $mib$every in *[!0-9]*) log "--mib and --every take numbers"; exit 2 ;; esac
+for s in $want; do
+	case $s in ko-t | ko-h | ossl30 | ossl35 | gnutls) ;; *) log "unknown stack: $s"; exit 2 ;; esac
+done
 
 build=${KTLS_BUILDDIR:-$top/_build}
 if [ ! -x "$build/apps/ktls-serve" ] || [ ! -x "$build/test/peer/crafted-client" ]; then
@@ -67,11 +73,16 @@ if [ -z "$out" ]; then
 fi
 mkdir -p "$out"
 
-stacks="ko-t ko-h ossl30"
+wanted() { case " $want " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+stacks=""
+for s in ko-t ko-h ossl30; do
+	if wanted $s; then stacks="$stacks $s"; fi
+done
 puts=(--put "$build/test/peer/crafted-client:/root/crafted-client")
 # optional STACK SCRIPT GUEST-DIR WHAT: the stack, if SCRIPT builds it here
 optional() {
 	local d
+	wanted "$1" || return 0
 	if d=$("$top/scripts/$2" </dev/null 2>"$out/$1.log" | tail -n 1) && [ -n "$d" ]; then
 		stacks="$stacks $1"
 		puts+=(--put "$d:$3")
