@@ -42,19 +42,27 @@ def flavour_env():
     return env
 
 
+# --check exit status of a flavour that can be prepared but is never the
+# default: it is used only when asked for by name (--kernel, KTLS_VM_KERNEL).
+CHECK_BY_NAME_ONLY = 2
+
+
 def flavour_check(name):
-    """(available, reason) from `flavours/NAME --check`."""
+    """(available, reason, default_ok) from `flavours/NAME --check`:
+    exit 0 available, CHECK_BY_NAME_ONLY available but never the default,
+    anything else unavailable."""
     p = os.path.join(FLAVOURS_DIR, name)
     try:
         r = subprocess.run([p, "--check"], env=flavour_env(), stdin=subprocess.DEVNULL,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                            timeout=120, text=True)
     except subprocess.TimeoutExpired:
-        return False, "--check took longer than 120 s"
+        return False, "--check took longer than 120 s", False
     except OSError as e:
-        return False, str(e)
+        return False, str(e), False
     reason = (r.stderr.strip().splitlines() or [""])[-1]
-    return r.returncode == 0, reason
+    ok = r.returncode in (0, CHECK_BY_NAME_ONLY)
+    return ok, reason, r.returncode == 0
 
 
 def prepare_default_flavour():
@@ -67,7 +75,7 @@ def prepare_default_flavour():
         return (env,) + flavour_prepare(env)
     tried = []
     for n in flavour_names():
-        if not flavour_check(n)[0]:
+        if not flavour_check(n)[2]:
             continue
         # A flavour whose preparation failed recently (a broken kernel build
         # can take minutes to fail) is passed over for a while.
@@ -129,13 +137,15 @@ def list_flavours():
     default = None
     rows = []
     for n in names:
-        ok, why = flavour_check(n)
-        if ok and default is None:
+        ok, why, default_ok = flavour_check(n)
+        if default_ok and default is None:
             default = n
-        rows.append((n, ok, why))
+        rows.append((n, ok, why, default_ok))
     env = os.environ.get("KTLS_VM_KERNEL")
-    for n, ok, why in rows:
+    for n, ok, why, default_ok in rows:
         mark = " (default)" if n == (env or default) else ""
+        if ok and not default_ok and not mark:
+            mark = " (with --kernel %s only)" % n
         print("%-16s %s%s%s" % (n, "available" if ok else "unavailable", mark,
                                 "" if ok or not why else ": " + why))
     return 0
