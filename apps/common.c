@@ -327,6 +327,16 @@ void app_fill(uint8_t *buf, size_t len, uint64_t off)
 	}
 }
 
+void app_fill_text(uint8_t *buf, size_t len, uint64_t off)
+{
+	for (size_t i = 0; i < len; i++) {
+		uint64_t x = off + i;
+
+		buf[i] = x % 64 == 63 ? '\n' :
+			 (uint8_t)('a' + ((x * 2654435761u) >> 13 ^ (x >> 8)) % 26);
+	}
+}
+
 void app_sha256_hex(EVP_MD_CTX *md, char out[65])
 {
 	EVP_MD_CTX *copy = EVP_MD_CTX_new();

@@ -86,6 +86,8 @@ const char *app_kernel_opts_json(int fd);
 
 /* Deterministic payload: byte i of the stream. Fill buf from offset off. */
 void app_fill(uint8_t *buf, size_t len, uint64_t off);
+/* The same pattern as printable lines: 63 letters and a newline each. */
+void app_fill_text(uint8_t *buf, size_t len, uint64_t off);
 
 /* Hex sha256 of an EVP_MD_CTX so far (finalises a copy). */
 void app_sha256_hex(EVP_MD_CTX *md, char out[65]);

@@ -34,6 +34,7 @@ struct client_opts {
 	long keyupdate_every;
 	bool keyupdate_requested;
 	bool json, handoff;
+	bool text;		/* --text: printable lines, for line-echo servers */
 	enum xfer_mode mode;
 	const char *cafile, *servername;
 	const char *request;	/* sent first in recv mode */
@@ -57,6 +58,9 @@ static void usage(FILE *f)
 		"                            needs ktls-serve --echo)\n"
 		"  --mode send               only send N bytes, print their sha256\n"
 		"  --mode recv               read until the peer closes, print the sha256\n"
+		"  --text                    send printable lines (64 bytes each, with \\n)\n"
+		"                            instead of binary, for servers that echo lines\n"
+		"                            (gnutls-serv --echo)\n"
 		"  --request STRING          recv mode: send STRING first (\\r \\n understood),\n"
 		"                            e.g. an HTTP GET\n"
 		"  --get PATH                recv mode over HTTP/1.1: GET PATH, keep the\n"
@@ -253,7 +257,7 @@ static int run(SSL *ssl, int fd, const struct client_opts *o, struct xfer *x)
 				uint64_t left = o->bytes - x->sent;
 
 				wlen = left < sizeof(wbuf) ? (size_t)left : sizeof(wbuf);
-				app_fill(wbuf, wlen, x->sent);
+				(o->text ? app_fill_text : app_fill)(wbuf, wlen, x->sent);
 			}
 			n = SSL_write(ssl, wbuf, (int)wlen);
 			if (n > 0) {
@@ -392,7 +396,7 @@ static int run_handoff(SSL *ssl, int fd, const struct client_opts *o, struct xfe
 				uint64_t left = o->bytes - x->sent;
 
 				wlen = left < sizeof(wbuf) ? (size_t)left : sizeof(wbuf);
-				app_fill(wbuf, wlen, x->sent);
+				(o->text ? app_fill_text : app_fill)(wbuf, wlen, x->sent);
 			}
 			n = ktls_conn_send(ssl, wbuf, wlen);
 			if (n > 0) {
@@ -822,6 +826,7 @@ int main(int argc, char **argv)
 		{ "servername", required_argument, NULL, 'S' },
 		{ "timeout", required_argument, NULL, 't' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "text", no_argument, NULL, 'T' },
 		{ "help", no_argument, NULL, 'h' },
 		APP_LONG_OPTS,
 		{ 0 },
@@ -858,6 +863,7 @@ int main(int argc, char **argv)
 			break;
 		case 'U': o.keyupdate_requested = true; break;
 		case 'H': o.handoff = true; break;
+		case 'T': o.text = true; break;
 		case 'm':
 			if (!strcmp(optarg, "echo")) o.mode = MODE_ECHO;
 			else if (!strcmp(optarg, "send")) o.mode = MODE_SEND;
