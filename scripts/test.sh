@@ -5,6 +5,7 @@
 #   KTLS_VM=0            skip the VM part (quick host-only run)
 #   KTLS_QUICK=1         skip sanitizers, valgrind and distcheck
 #   KTLS_LIBURING_NEXT=0 skip the build against the newer liburing
+#   KTLS_GNUTLS_NEXT=0   skip the newer GnuTLS (built from source)
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -67,6 +68,9 @@ export KTLS_EXPECTED=${KTLS_EXPECTED:-1}
 # the newest liburing Debian has, built from source (about 20 s, cached), and
 # the project built against it (test/test_host_liburing_next.py)
 export KTLS_LIBURING_NEXT=${KTLS_LIBURING_NEXT:-1}
+# the newest GnuTLS 3.8 Debian has, with kTLS, built from source (about 7
+# minutes on two cores, cached; test/test_host_gnutls_next.py)
+export KTLS_GNUTLS_NEXT=${KTLS_GNUTLS_NEXT:-1}
 echo "elapsed before pytest: $((SECONDS - t0)) s"
 cd test
 exec /usr/bin/python3 -m pytest -q -p no:cacheprovider "$@"

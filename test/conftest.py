@@ -46,6 +46,9 @@ def ktls_expected():
 # documented reason why a part does not apply, not that it could not run.
 SKIP_ALLOWED = {
     "kasan": "the KASAN + kmemleak run is opt-in (KTLS_KASAN=1): it takes minutes",
+    "patched7": "the kernel/7.x series tests are opt-in (KTLS_PATCHED7=1): building the "
+                "second patched kernel takes minutes of both cores, past the default "
+                "suite's 45-minute budget on CI",
     "haproxy": "the HAProxy tests are opt-in (KTLS_HAPROXY=1): building HAProxy from "
                "Debian's source package takes about 6 minutes on two cores",
     "nginx": "the nginx tests are opt-in (KTLS_NGINX=1): building stock and bridge-linked "
@@ -53,6 +56,8 @@ SKIP_ALLOWED = {
     "liburing-next": "the build against the newer liburing runs when asked for "
                      "(KTLS_LIBURING_NEXT=1, which scripts/test.sh sets) or when "
                      "scripts/liburing-next.sh has built it already",
+    "gnutls-next": "the newer GnuTLS runs when asked for (KTLS_GNUTLS_NEXT=1, which "
+                   "scripts/test.sh sets) or when scripts/gnutls-next.sh has built it already",
     "host-has-ktls": "this host's kernel has kTLS, so the host tests of the userspace "
                      "fallback and its reasons do not apply (the VM tests cover kTLS)",
 }
@@ -202,6 +207,32 @@ class VMProcess:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+@pytest.fixture(scope="session")
+def gnutls_next():
+    """(directory, version) of the newer GnuTLS scripts/gnutls-next.sh builds.
+
+    KTLS_GNUTLS_NEXT=1 builds it when it is not cached (about 7 minutes on
+    two cores); unset, a cached build is used and the test is skipped
+    without one; 0 skips.  No archive access: skipped with the reason."""
+    script = os.path.join(TOP, "scripts", "gnutls-next.sh")
+    want = os.environ.get("KTLS_GNUTLS_NEXT", "")
+    if want == "0":
+        ktls_skip("KTLS_GNUTLS_NEXT=0", allowed="gnutls-next")
+    r = subprocess.run([script] if want == "1" else [script, "--print-path"],
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                       timeout=1800)
+    if r.returncode == 1 and want != "1":
+        ktls_skip("the newer GnuTLS is not built (scripts/gnutls-next.sh)",
+                  allowed="gnutls-next")
+    if r.returncode == 3:
+        ktls_skip("the newer GnuTLS's source could not be downloaded here:\n"
+                  + r.stderr[-2000:])
+    assert r.returncode == 0, "scripts/gnutls-next.sh failed:\n" + r.stderr[-3000:]
+    d = r.stdout.strip().splitlines()[-1]
+    with open(os.path.join(d, "version")) as f:
+        return d, f.read().strip()
 
 
 @pytest.fixture(scope="session")
