@@ -9,7 +9,9 @@ has no kTLS: this covers the userspace fallback only -- every scenario
 must end ok byte for byte with both directions in userspace (U), which
 also proves the script's checks pass on a good run; the kernel cells come
 from the guests.  A check that a bad run is caught: the same script with a
-client that sends other bytes must report "wrong" or "drop", never ok."""
+client that sends other bytes must report "wrong" or "drop", never ok.
+The GnuTLS stack (scripts/gnutls-next.sh's build) runs the same way, with
+what GnuTLS itself refuses."""
 
 import os
 import shutil
@@ -112,3 +114,30 @@ def test_a_wrong_transfer_is_not_ok(tmp_path):
         for sc in ("tls12", "tls13", "ku", "ku-req", "ku-1000", "chacha"):
             assert res[(st, sc)]["result"] in ("drop", "wrong"), (st, sc, res[(st, sc)])
     assert res[("ossl30", "tls13")]["result"] == "wrong", res[("ossl30", "tls13")]
+
+
+def test_gnutls_stack_on_the_host(gnutls_next, tmp_path):
+    """The guest half's GnuTLS column, in userspace: gnutls-serv --echo
+    echoes lines of text (ktls-client --text); every transfer ok byte for
+    byte; own-ku n/a (gnutls-serv has no command to send one); bad-ku gets
+    illegal_parameter; ku-1000 is ended by GnuTLS's own limit of 8
+    KeyUpdates a second, and the cell says so."""
+    d = str(tmp_path / "run")
+    os.makedirs(d)
+    os.symlink(gnutls_next[0], os.path.join(d, "gnutls"))
+    r = run_guest_half(d, ["gnutls"], [os.path.join(BUILDDIR, "apps")])
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = results(r.stdout)
+    assert "VERSION gnutls GnuTLS %s" % gnutls_next[1] in r.stdout.splitlines()
+    for sc in SCENARIOS:
+        c = res[("gnutls", sc)]
+        assert (c["tx"], c["rx"]) == ("U", "U"), (sc, c)
+        if sc == "own-ku":
+            assert c["result"] == "n/a", c
+        elif sc == "ku-1000":
+            assert c["result"] == "drop", c
+            assert c["detail"].startswith("gnutls-ku-rate-limit-after-"), c
+        else:
+            assert c["result"] == "ok", (sc, c)
+    assert res[("gnutls", "bad-ku")]["detail"] == "alert-47"
+    assert res[("gnutls", "ku-req")]["detail"] == "6-ku-sent"
