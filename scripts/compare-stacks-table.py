@@ -19,12 +19,12 @@ import sys
 SCENARIOS = [
     ("tls12", "TLS 1.2 transfer, 4 MiB"),
     ("tls13", "TLS 1.3 transfer, 4 MiB"),
-    ("ku", "peer KeyUpdate, not requested (every 16 records)"),
-    ("ku-req", "peer KeyUpdate, update_requested (every 16 records)"),
+    ("ku", "peer KeyUpdate, not requested (every 16 records; GnuTLS: 40)"),
+    ("ku-req", "peer KeyUpdate, update_requested (every 16 records; GnuTLS: 40)"),
     ("own-ku", "server's own KeyUpdates"),
     ("ku-1000", "requested KeyUpdate every {every} records over {mib} MiB"),
     ("bad-ku", "malformed KeyUpdate: illegal_parameter received"),
-    ("chacha", "ChaCha20-Poly1305 with the kernel's module blocked"),
+    ("chacha", "ChaCha20-Poly1305, the kernel's module blocked (Debian's kernels)"),
 ]
 STACKS = [("ko-t", "ktls-offload transparent"), ("ko-h", "ktls-offload hand-off"),
           ("ossl30", "openssl s_server 3.0 + KTLS"), ("ossl35", "openssl s_server 3.5 + KTLS"),
