@@ -120,12 +120,17 @@ int ktls_policy_load(OSSL_LIB_CTX *libctx, struct ktls_policy *p)
 	return 1;
 }
 
-/* Policy and probe, before any side effect. 0 = go ahead. */
+/*
+ * Policy and probe, before any side effect. 0 = go ahead.  The probe comes
+ * after the policy: where the policy keeps the records in userspace the
+ * kernel is not touched at all (the probe's sockets count in tls_stat, and
+ * each cipher module it asks for costs a module request).
+ */
 enum ktls_reason ktls_decide(const struct ktls_conn *c, const struct ktls_keyblock *kb,
 			       bool tx, int *err)
 {
-	const struct ktls_caps *caps = ktls_probe_basic();
 	const struct ktls_policy *p = &c->policy;
+	const struct ktls_caps *caps;
 	size_t ci = ktls_cipher_index(kb->cipher);
 
 	*err = 0;
@@ -137,6 +142,7 @@ enum ktls_reason ktls_decide(const struct ktls_conn *c, const struct ktls_keyblo
 		return KTLS_R_POLICY_CIPHER;
 	if (kb->version == KTLS_TLS13 && p->tls13 == KTLS_TLS13_NEVER)
 		return KTLS_R_TLS13_NEVER;
+	caps = ktls_probe_basic();
 	if (!caps->ulp) {
 		*err = caps->ulp_err;
 		return KTLS_R_ULP_UNAVAILABLE;

@@ -231,6 +231,26 @@ def test_policy_overrides_change_the_reason(certs, fallback_only):
     finish(serve)
 
 
+@pytest.mark.parametrize("args,ulp_calls", [(["--no-offload"], 0),
+                                             (["--tls13-offload", "never", "--tls1_3"], 0),
+                                             ([], 1)])
+def test_policy_off_leaves_the_kernel_alone(certs, fallback_only, args, ulp_calls):
+    """Where the policy keeps every record in userspace the bridge does not
+    probe the kernel: no TCP_ULP on any socket (the probe's loopback
+    sockets would count in the kernel's tls_stat, and on a kernel missing
+    ciphers each probe costs module requests).  Control: with the default
+    policy the probe asks for the ULP once (refused here: no kTLS)."""
+    serve, port = start_serve(certs, "--echo", "--max-conns", "1")
+    r = subprocess.run(["strace", "-f", "-qq", "-e", "trace=setsockopt", "-o", "/dev/stderr",
+                        app("ktls-client"), "--json", "--bytes", "64k", *args,
+                        "127.0.0.1:%d" % port], capture_output=True, text=True, timeout=60)
+    finish(serve)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads(r.stdout)["ok"] is True
+    ulp = [line for line in r.stderr.splitlines() if "TCP_ULP" in line]
+    assert len(ulp) == ulp_calls, ulp
+
+
 def test_handoff_refused_here_keeps_libssl(certs, fallback_only):
     """--handoff on a kernel without kTLS: both ends say why the hand-off
     was refused and move the data through libssl, byte for byte (the

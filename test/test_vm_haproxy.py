@@ -6,9 +6,9 @@ terminates TLS in front of plain TCP backends: in TCP mode an echo backend
 ktls-client streams 64 MiB each way and checks the echo byte for byte
 (SHA-256 both ways, and of what the backend got); in HTTP mode a 64 MiB file
 from busybox httpd.  The client keeps its records in userspace
-(--no-offload), and its own part of tls_stat (the bridge's probe, which it
-runs anyway) is measured through a bind line without "ktls" and subtracted:
-what is left is HAProxy's.  The ssl_fc_ktls and ssl_fc_ktls_json sample
+(--no-offload: the bridge then leaves the kernel alone), and a control run
+through a bind line without "ktls" is subtracted: what is left is
+HAProxy's.  The ssl_fc_ktls and ssl_fc_ktls_json sample
 fetches, in HAProxy's log, say where each direction's records went.
 
 On the system's OpenSSL 3.0: TLS 1.3 with KeyUpdates (update_requested:
@@ -113,8 +113,8 @@ run() {
 # HAProxy's first connection with "ktls" runs the bridge's probe of the kernel
 # (ktls_probe(3): TLS_TX/TLS_RX on loopback sockets, counted in tls_stat)
 run warmup 8443 16k "--tls1_3"
-# ktls-client runs the probe too, even with --no-offload: its part of every
-# run's tls_stat delta, through the bind line without "ktls"
+# control: the bind line without "ktls" (ktls-client --no-offload leaves the
+# kernel alone, so any count here is not ours), subtracted from every run
 run control 8444 1M "--tls1_3"
 run tls13 8443 __BYTES__ "--tls1_3 --keyupdate-every __EVERY__ --keyupdate-requested"
 __RUNS__
@@ -319,7 +319,8 @@ def run_of(res, name, mib=MIB):
 
 def test_control_bind_line_without_ktls(guest):
     """Without "ktls" the fetches fail ("-" in the log); this run's tls_stat
-    delta is the client's own probe, subtracted from the other runs'."""
+    delta (none expected: the client does not touch the kernel) is
+    subtracted from the other runs'."""
     c, head, st, delta = run_of(guest, "control", mib=1)
     assert head[1:3] == ["TLSv1.3", "-"] and st is None, head
     assert delta["TlsTxStagedSwitch"] == 0, nonzero(delta)
