@@ -8,7 +8,9 @@
 #include <string.h>
 #include <strings.h>
 #include <openssl/conf.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
+#include <openssl/opensslv.h>
 #include <openssl/provider.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -315,6 +317,15 @@ const char *app_kernel_opts_json(int fd)
 	snprintf(buf, sizeof(buf), "{\"rx_expect_no_pad\":%s,\"tx_zerocopy_ro\":%s}",
 		 sol_tls_bool(fd, TLS_RX_EXPECT_NO_PAD), sol_tls_bool(fd, TLS_TX_ZEROCOPY_RO));
 	return buf;
+}
+
+void app_print_version(const char *prog)
+{
+	/* the library this process runs, which may be newer than the one it
+	 * was built with (LD_LIBRARY_PATH): both are worth knowing */
+	printf("%s (ktls-offload) %s\n", prog, ktls_version());
+	printf("libssl: %s (built with %s)\n", OpenSSL_version(OPENSSL_VERSION),
+	       OPENSSL_VERSION_TEXT);
 }
 
 void app_fill(uint8_t *buf, size_t len, uint64_t off)

@@ -21,6 +21,8 @@
  * 0, or -1 when a module fails or a provider the file activates is not
  * active (the file and the reasons printed). */
 int app_load_config(const char *prog);
+/* --version: PROG, the project's and libssl's versions, on stdout. */
+void app_print_version(const char *prog);
 
 /* Options both tools share. */
 struct app_opts {

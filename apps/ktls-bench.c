@@ -206,7 +206,9 @@ static void usage(FILE *f)
 		"  --runs R       runs per path (default 5)\n"
 		"  --paths LIST   comma list of socket,ossl-ktls,bridge,userspace,sendfile\n"
 		"                 (default: all)\n"
-		"  -h, --help     this text\n\n"
+		"  -h, --help     this text\n"
+		"  --version      print the versions (ours, libssl's) and exit\n"
+		"\n"
 		"Exit status: 0 all transfers completed, 1 one failed or openssl.cnf\n"
 		"failed to load, 2 usage.\n");
 }
@@ -228,6 +230,7 @@ int main(int argc, char **argv)
 		{ "runs", required_argument, NULL, 'r' },
 		{ "paths", required_argument, NULL, 'p' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ 0 },
 	};
 	uint64_t bytes = 256ull << 20;
@@ -261,6 +264,9 @@ int main(int argc, char **argv)
 			if (app_parse_list(optarg, path_name, P__N, want, prog, "--paths"))
 				return 2;
 			break;
+		case 'V':
+			app_print_version(prog);
+			return 0;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}

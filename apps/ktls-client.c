@@ -88,7 +88,9 @@ static void usage(FILE *f)
 		"  --timeout SECS            give up after SECS without progress (default 60)\n"
 		"  --json                    one JSON object with results and status on stdout\n"
 		APP_OPTS_HELP
-		"  -h, --help                this text\n\n"
+		"  -h, --help                this text\n"
+		"  --version                 print the versions (ours, libssl's) and exit\n"
+		"\n"
 		"Exit status: 0 transfer complete and hashes match, 1 transfer or hash\n"
 		"check failed, 2 usage, 3 openssl.cnf failed to load, or could not connect\n"
 		"or handshake.  With --connections: 0 all succeeded, 1 any failed (a\n"
@@ -828,6 +830,7 @@ int main(int argc, char **argv)
 		{ "json", no_argument, NULL, 'j' },
 		{ "text", no_argument, NULL, 'T' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		APP_LONG_OPTS,
 		{ 0 },
 	};
@@ -917,6 +920,9 @@ int main(int argc, char **argv)
 		case 'S': o.servername = optarg; break;
 		case 't': o.timeout = atoi(optarg); break;
 		case 'j': o.json = true; break;
+		case 'V':
+			app_print_version(prog);
+			return 0;
 		case 'h': usage(stdout); rc = 0; goto out;
 		default: usage(stderr); rc = 2; goto out;
 		}

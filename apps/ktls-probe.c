@@ -155,7 +155,9 @@ static void usage(FILE *f)
 		"pre-staged keys, zero-copy sendfile and NIC TLS offload.\n\n"
 		"  --json       one JSON object on stdout\n"
 		"  --provider   print the \"ktls\" provider's parameters instead\n"
-		"  -h, --help   this text\n\n"
+		"  -h, --help   this text\n"
+		"  --version    print the versions (ours, libssl's) and exit\n"
+		"\n"
 		"Exit status: 0 probe done (even if nothing can be offloaded),\n"
 		"1 usage error, 2 provider requested but not loaded, or openssl.cnf\n"
 		"failed to load.\n");
@@ -167,6 +169,7 @@ int main(int argc, char **argv)
 		{ "json", no_argument, NULL, 'j' },
 		{ "provider", no_argument, NULL, 'p' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ 0 },
 	};
 	bool json = false, prov = false;
@@ -180,6 +183,9 @@ int main(int argc, char **argv)
 		case 'p':
 			prov = true;
 			break;
+		case 'V':
+			app_print_version("ktls-probe");
+			return 0;
 		case 'h':
 			usage(stdout);
 			return 0;

@@ -367,7 +367,9 @@ static void usage(FILE *f)
 		"  --runs K             runs per mode and setting (default 3)\n"
 		"  --modes LIST         comma list of staged,setagain,userspace (default: all)\n"
 		"  --ciphersuite SUITE  TLS 1.3 suite (default TLS_AES_128_GCM_SHA256)\n"
-		"  -h, --help           this text\n\n"
+		"  -h, --help           this text\n"
+		"  --version            print the versions (ours, libssl's) and exit\n"
+		"\n"
 		"Exit status: 0 all transfers completed, 1 one failed or openssl.cnf\n"
 		"failed to load (reason on stderr), 2 usage.\n");
 }
@@ -381,6 +383,7 @@ int main(int argc, char **argv)
 		{ "modes", required_argument, NULL, 'm' },
 		{ "ciphersuite", required_argument, NULL, 'c' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ 0 },
 	};
 	const char *suite = "TLS_AES_128_GCM_SHA256";
@@ -419,6 +422,9 @@ int main(int argc, char **argv)
 				return 2;
 			break;
 		case 'c': suite = optarg; break;
+		case 'V':
+			app_print_version(prog);
+			return 0;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}

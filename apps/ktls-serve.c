@@ -66,7 +66,9 @@ static void usage(FILE *f)
 		"  --verbose                 print each connection's offload status (stderr)\n"
 		"  --json                    print one JSON line per connection (stdout)\n"
 		APP_OPTS_HELP
-		"  -h, --help                this text\n\n"
+		"  -h, --help                this text\n"
+		"  --version                 print the versions (ours, libssl's) and exit\n"
+		"\n"
 		"Exit status: 0 after --max-conns connections, 1 setup error (openssl.cnf\n"
 		"included), 2 usage.\n");
 }
@@ -377,6 +379,7 @@ int main(int argc, char **argv)
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		APP_LONG_OPTS,
 		{ 0 },
 	};
@@ -404,6 +407,9 @@ int main(int argc, char **argv)
 		case 'M': o.multishot = o.app.no_prestage = true; break;
 		case 'v': o.verbose = true; break;
 		case 'j': o.json = true; break;
+		case 'V':
+			app_print_version(prog);
+			return 0;
 		case 'h': usage(stdout); return 0;
 		case 'p': case 'm': case 'u': case 't': case 'T': {
 			long v = strtol(optarg, &end, 10);

@@ -14,8 +14,8 @@ import time
 import pytest
 
 from conftest import ktls_skip
-from helpers import (SClient, app, free_port, host_has_ktls, make_cert, payload_lines,
-                     sha256, wait_port)
+from helpers import (SClient, app, free_port, host_has_ktls, make_cert, package_version,
+                     payload_lines, sha256, wait_port)
 
 pytestmark = pytest.mark.host
 
@@ -419,6 +419,19 @@ def test_client_http_get_failures(certs, fallback_only):
     r = subprocess.run([app("ktls-client"), "--get", "/f", "127.0.0.1:1"],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "--get needs --mode recv" in r.stderr
+
+
+@pytest.mark.parametrize("name", ["ktls-probe", "ktls-serve", "ktls-client", "ktls-bench",
+                                  "ktls-rekey-bench"])
+def test_version(name):
+    """--version: the program, the project's version and the libssl it runs
+    on, exit status 0, nothing else done (no probe, no openssl.cnf)."""
+    r = subprocess.run([app(name), "--version"], capture_output=True, text=True, timeout=30,
+                       env=dict(os.environ, OPENSSL_CONF="/nonexistent/openssl.cnf"))
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "%s (ktls-offload) %s" % (name, package_version()), lines
+    assert len(lines) == 2 and lines[1].startswith("libssl: OpenSSL 3."), lines
 
 
 def test_bad_invocations(certs, tmp_path):
