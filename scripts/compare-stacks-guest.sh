@@ -258,6 +258,7 @@ own_ku() {
 	st=$1
 	case $st in
 	gnutls)
+		snap before
 		report $st own-ku n/a no-command-to-send-one
 		;;
 	ossl*)
