@@ -16,7 +16,9 @@ reset, never a timeout):
   * t35: transparent, libssl 3.5 (the kernel does both directions);
   * ho:  hand-off (the kernel does both, the bridge runs control records).
 On debian-6.1 (no re-key) TLS 1.3 is offloaded with tls13 = always, so the
-kernel still carries the connection up to the bad record.  Every server
+kernel still carries the connection up to the bad record.  On debian-7
+(Debian's stock kernel, mainline's re-key, nothing staged) the same matrix
+as on patched-6.12 runs 10 times per case.  Every server
 connection's own status must show the kernel in the modes claimed.
 
 Stock `openssl s_server` runs the same cases (3.0 in userspace, 3.0 with
@@ -114,14 +116,20 @@ stock() {
 RUNS=%(runs)d; STOCK_RUNS=%(stock_runs)d
 """
 
-GUEST_612 = GUEST_HEAD + r"""
+# the kernels that re-key: ktls-serve in its three modes, every case
+MATRIX_REKEY = r"""
 matrix t30 "" "" -- %(alerts)s %(valid)s
 matrix t35 $L35 "" -- %(alerts)s %(valid)s
 matrix ho "" "--handoff" -- %(alerts)s %(valid)s
+"""
+
+STOCK = r"""
 stock s30u "" /dev/null -- %(alerts)s
 stock s30k "" /root/ktls-opt.cnf -- %(alerts)s
 stock s35k $L35 /root/ktls-opt.cnf -- %(alerts)s
+"""
 
+LONG_AND_STORM = r"""
 # a healthy, eager peer at default settings: 64 MiB each way, an
 # update_requested KeyUpdate every 16 records (no openssl.cnf policy)
 for m in t30 ho; do
@@ -150,6 +158,14 @@ for m in ho t35; do
 done
 echo "== done"
 """
+
+GUEST_612 = GUEST_HEAD + MATRIX_REKEY + STOCK + LONG_AND_STORM
+# Debian's stock 7.x: the same, fewer runs per case (the crafted cases run
+# on it against the hand-off and ring servers in test_vm_uring_crafted.py
+# too), no stock s_server (scripts/compare-stacks.sh sets stock stacks
+# beside ours there)
+GUEST_7 = GUEST_HEAD + MATRIX_REKEY + LONG_AND_STORM
+RUNS_7 = min(RUNS, 10)
 
 GUEST_61 = GUEST_HEAD + r"""
 matrix t30 "" "--tls13-offload always" -- %(alerts)s
@@ -181,16 +197,16 @@ echo "== done"
 """
 
 
-def script(template, alerts, runs=RUNS):
+def script(template, alerts, runs):
     return template % {"ossl35": OSSL35_GUEST, "runs": runs, "stock_runs": STOCK_RUNS,
                        "alerts": " ".join(alerts), "valid": " ".join(VALID_CASES)}
 
 
-def boot(tmp_path_factory, name, template, kernel, libdir, alerts):
+def boot(tmp_path_factory, name, template, kernel, libdir, alerts, runs=RUNS):
     client = os.path.join(BUILDDIR, "test", "peer", "crafted-client")
     if not os.access(client, os.X_OK):
         pytest.fail("%s is not built (make in %s)" % (client, BUILDDIR), pytrace=False)
-    r = run_guest_script(tmp_path_factory.mktemp(name), script(template, alerts), kernel,
+    r = run_guest_script(tmp_path_factory.mktemp(name), script(template, alerts, runs), kernel,
                          timeout=3000,
                          puts=[(client, "/root/crafted-client"), (libdir, OSSL35_GUEST)])
     assert r[0] == 0 and "== done" in r[1], r[1][-4000:] + r.stderr[-2000:]
@@ -204,6 +220,12 @@ def boot(tmp_path_factory, name, template, kernel, libdir, alerts):
 def g612(vm_platform, ossl35, tmp_path_factory):  # noqa: F811
     return boot(tmp_path_factory, "endings-612", GUEST_612, "patched-6.12", ossl35[0],
                 ALERT_CASES)
+
+
+@pytest.fixture(scope="module")
+def g7(vm_platform, ossl35, tmp_path_factory):  # noqa: F811
+    return boot(tmp_path_factory, "endings-7", GUEST_7, "debian-7", ossl35[0], ALERT_CASES,
+                runs=RUNS_7)
 
 
 @pytest.fixture(scope="module")
@@ -239,14 +261,14 @@ def matches(r, libssl_parses):
     return r["end"] == "alert" and r["alert"] == want and r["echo_ok"]
 
 
-def check_matrix(g, mode, kernel, cases, expect_tx, expect_rx, handoff):
-    runs = g.get(("RUN", mode), [])
+def check_matrix(g, mode, kernel, cases, expect_tx, expect_rx, handoff, runs=RUNS):
+    nruns, runs = runs, g.get(("RUN", mode), [])
     # with libssl 3.0 the records are decrypted and parsed by libssl; with
     # 3.5 and in hand-off mode the bridge walks them first
     bad = [r for r in runs if not matches(r, mode == "t30")]
     oc = outcomes(g, mode)
     print("\n[vm_endings] %s %s: %d runs\n%s" % (kernel, mode, len(runs), table(g, [mode])))
-    assert len(runs) == len(cases) * RUNS, "runs missing:\n" + "\n".join(
+    assert len(runs) == len(cases) * nruns, "runs missing:\n" + "\n".join(
         g.get(("ERR", mode), []))
     assert not bad, "%d of %d runs did not end as the RFC asks, e.g. %s" % (
         len(bad), len(runs), bad[:3])
@@ -295,12 +317,16 @@ def test_612_stock_userspace_agrees_with_the_table(g612):
 def test_612_eager_peer_survives_at_default_settings(g612):
     """64 MiB each way, update_requested every 16 records, no policy: the
     storm guard must not end a peer that sends data between its KeyUpdates."""
+    check_eager_peer(g612)
+
+
+def check_eager_peer(g):
     for m in ("t30", "ho"):
-        c, s = g612[("LONGC", m)][0], g612[("LONGS", m)][0]
-        d = stat_delta(g612, "long-" + m)
+        c, s = g[("LONGC", m)][0], g[("LONGS", m)][0]
+        d = stat_delta(g, "long-" + m)
         print("\n[vm_endings] 64 MiB %s: client %s\n  server %s\n  tls_stat %s"
               % (m, c["status"], s["status"], d))
-        assert g612[("LONGRC", m)] == ["0"] and c["ok"] and s["ok"]
+        assert g[("LONGRC", m)] == ["0"] and c["ok"] and s["ok"]
         assert c["bytes_sent"] == c["bytes_received"] == 64 << 20
         assert c["sha256_received"] == c["sha256_sent"] == s["sha256_in"]
         n = c["keyupdates_sent"]
@@ -316,15 +342,41 @@ def test_612_eager_peer_survives_at_default_settings(g612):
 def test_612_storm_is_ended_with_an_alert(g612, mode):
     """40 KeyUpdates with no data between them (the default burst bound is
     32): unexpected_message, reason keyupdate-storm, every run."""
-    runs, srv = g612[("RUN", "storm-" + mode)], g612[("SRV", "storm-" + mode)]
+    check_storm(g612, mode, RUNS)
+
+
+def check_storm(g, mode, nruns):
+    runs, srv = g[("RUN", "storm-" + mode)], g[("SRV", "storm-" + mode)]
     print("\n[vm_endings] storm %s: %s" % (mode, Counter(
         r["alert"] if r["end"] == "alert" else r["end"] for r in runs)))
-    assert len(runs) == len(srv) == RUNS
+    assert len(runs) == len(srv) == nruns
     assert all(r["end"] == "alert" and r["alert"] == 10 for r in runs), runs[:3]
     for s in srv:
         rx = s["status"]["rx"]
         assert rx["mode"] == "kernel-sw" and rx["reason_code"] == "keyupdate-storm", rx
         assert rx["keyupdates"] == 33 and "keyupdate_burst" in rx["detail"], rx
+
+
+# --- debian-7 ------------------------------------------------------------
+# mainline's re-key, nothing staged: every KeyUpdate the bridge follows is
+# EKEYEXPIRED and TLS_RX set again, and a KeyUpdate is found only at the
+# start of a record (the bridge's walker finds the rest)
+
+@pytest.mark.parametrize("mode,rx,handoff", [("t30", "userspace", False),
+                                            ("t35", "kernel-sw", False),
+                                            ("ho", "kernel-sw", True)])
+def test_7_every_alert_arrives(g7, mode, rx, handoff):
+    check_matrix(g7, mode, "debian-7", ALERT_CASES + VALID_CASES, "kernel-sw", rx, handoff,
+                 runs=RUNS_7)
+
+
+def test_7_eager_peer_survives_at_default_settings(g7):
+    check_eager_peer(g7)
+
+
+@pytest.mark.parametrize("mode", ["ho", "t35"])
+def test_7_storm_is_ended_with_an_alert(g7, mode):
+    check_storm(g7, mode, RUNS_7)
 
 
 # --- debian-6.1 ----------------------------------------------------------
