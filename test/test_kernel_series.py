@@ -172,8 +172,16 @@ def test_kasan_kmemleak(vm_run, tmp_path, monkeypatch, flavour):
     kdir = build_kernel(kasan=True, flavour=flavour)
     monkeypatch.setenv("KTLS_VM_KASAN", "1")
     exe = build_stress(str(tmp_path), kdir)
-    # a subset of the variants: KASAN under TCG is slow
-    cmd = ("/root/tls-selftest -v 13_aes_gcm -v 13_chacha -v 12_aes_gcm -v 13_nopad "
+    # a subset of the variants: KASAN under TCG is slow.  7.3's mutliproc
+    # tests (mainline's, several processes on one socket) outlast the
+    # harness's 30 s per test there, in the TLS 1.2 variant too where the
+    # series runs no code; they pass in test_tls_selftests.
+    slow = "" if flavour == "patched-6.12" else "".join(
+        "-T %s " % t for t in ("mutliproc_readers", "mutliproc_writers",
+                               "mutliproc_sendpage_readers",
+                               "mutliproc_sendpage_writers"))
+    cmd = ("/root/tls-selftest " + slow +
+           "-v 13_aes_gcm -v 13_chacha -v 12_aes_gcm -v 13_nopad "
            "-f tls_basic -f tls_err -f global >/root/selftest.out 2>&1; "
            "echo selftest-rc=$?; echo selftest-begin; cat /root/selftest.out; "
            "echo selftest-end; "
