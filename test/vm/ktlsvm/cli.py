@@ -2,6 +2,7 @@
 signal handling and exit statuses."""
 
 import argparse
+import faulthandler
 import os
 import signal
 import sys
@@ -71,6 +72,9 @@ def main():
     opts, command = parse_args(sys.argv[1:])
     # stop (and stop qemu) on SIGTERM/SIGHUP, and when the caller dies
     parent = os.getppid()
+    # SIGUSR1 prints every thread's Python stack on stderr: what a caller
+    # that waited too long for vm-run to end can ask before it kills it
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     die_with_parent(signal.SIGTERM)
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, raise_stopped)
