@@ -1,4 +1,6 @@
-"""A crafted peer against the hand-off client on our patched 6.12 kernel.
+"""A crafted peer against the hand-off client on our patched kernels (6.12;
+7.x with KTLS_PATCHED7=1: staged keys and KeyUpdates found anywhere; Debian's
+stock 7.x is test_vm_debian7.py's).
 
 test/peer/crafted-server (a test tool on the bridge's own record writer)
 sends post-handshake records a normal TLS stack would not: a KeyUpdate
@@ -17,7 +19,7 @@ import pytest
 
 from conftest import BUILDDIR
 from helpers import GUEST_SH
-from vm_helpers import run_guest_script
+from vm_helpers import REKEY_KERNELS, STAGED_KERNELS, run_guest_script
 
 pytestmark = pytest.mark.vm
 
@@ -41,12 +43,12 @@ done
 """ % " ".join(SCENARIOS)
 
 
-@pytest.fixture(scope="module")
-def guest(vm_platform, tmp_path_factory):
+@pytest.fixture(scope="module", params=[k for k in REKEY_KERNELS if k in STAGED_KERNELS])
+def guest(vm_platform, tmp_path_factory, request):
     server = os.path.join(BUILDDIR, "test", "peer", "crafted-server")
     if not os.access(server, os.X_OK):
         pytest.fail("%s is not built (make in %s)" % (server, BUILDDIR), pytrace=False)
-    r = run_guest_script(tmp_path_factory.mktemp("crafted"), GUEST, "patched-6.12",
+    r = run_guest_script(tmp_path_factory.mktemp("crafted"), GUEST, request.param,
                          timeout=300, puts=[(server, "/root/crafted-server")])
     assert r[0] == 0, r.stdout[-3000:] + r.stderr[-3000:]
     res = {}

@@ -17,13 +17,12 @@ EKEYEXPIRED + TLS_RX set again on the receiver, and tls_stat has no
 import pytest
 
 from helpers import GUEST_SH
-from vm_helpers import nonzero, run_guest_script, stat_delta, tagged_lines
+from vm_helpers import (REKEY_KERNELS, STAGED_KERNELS, nonzero, run_guest_script, stat_delta,
+                        tagged_lines)
 
 pytestmark = pytest.mark.vm
 
-# our series (pre-staged keys) and Debian's stock kernel (re-key only)
-KERNELS = ["patched-6.12", "debian-7"]
-STAGED_KERNELS = {"patched-6.12"}
+KERNELS = REKEY_KERNELS
 
 GUEST = GUEST_SH + r"""
 set -e

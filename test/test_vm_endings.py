@@ -36,11 +36,11 @@ from collections import Counter, defaultdict
 
 import pytest
 
-from conftest import BUILDDIR
+from conftest import BUILDDIR, ktls_skip
 from helpers import GUEST_PROVIDER_CONF
 from test_host_crafted import LIBSSL_ANSWERS
 from test_openssl35 import GUEST_LIB as OSSL35_GUEST, ossl35  # noqa: F401 (fixture)
-from vm_helpers import run_guest_script, stat_delta, tagged_lines
+from vm_helpers import REKEY_KERNELS, run_guest_script, stat_delta, tagged_lines
 
 pytestmark = pytest.mark.vm
 
@@ -229,6 +229,15 @@ def g7(vm_platform, ossl35, tmp_path_factory):  # noqa: F811
 
 
 @pytest.fixture(scope="module")
+def gp7(vm_platform, ossl35, tmp_path_factory):  # noqa: F811
+    """Our 7.x series (KTLS_PATCHED7=1): debian-7's re-key matrix."""
+    if "patched-7" not in REKEY_KERNELS:
+        ktls_skip("the 7.x series is not asked for: set KTLS_PATCHED7=1", allowed="patched7")
+    return boot(tmp_path_factory, "endings-p7", GUEST_7, "patched-7", ossl35[0], ALERT_CASES,
+                runs=RUNS_7)
+
+
+@pytest.fixture(scope="module")
 def g61(vm_platform, ossl35, tmp_path_factory):  # noqa: F811
     return boot(tmp_path_factory, "endings-61", GUEST_61, "debian-6.1", ossl35[0],
                 ALERT_CASES_61)
@@ -412,3 +421,24 @@ def test_61_always_keyupdate_ends_with_an_alert_every_time(g61):
         tx = s["status"]["tx"]
         assert tx["mode"] == "kernel-sw" and tx["reason_code"] == "rekey-failed", tx
         assert tx["errno"] == "EBUSY"
+
+
+# --- patched-7 (KTLS_PATCHED7=1) -----------------------------------------
+# mainline's re-key with our staged keys and KeyUpdate detection on top:
+# the same matrix as on debian-7
+
+@pytest.mark.parametrize("mode,rx,handoff", [("t30", "userspace", False),
+                                            ("t35", "kernel-sw", False),
+                                            ("ho", "kernel-sw", True)])
+def test_p7_every_alert_arrives(gp7, mode, rx, handoff):
+    check_matrix(gp7, mode, "patched-7", ALERT_CASES + VALID_CASES, "kernel-sw", rx, handoff,
+                 runs=RUNS_7)
+
+
+def test_p7_eager_peer_survives_at_default_settings(gp7):
+    check_eager_peer(gp7)
+
+
+@pytest.mark.parametrize("mode", ["ho", "t35"])
+def test_p7_storm_is_ended_with_an_alert(gp7, mode):
+    check_storm(gp7, mode, RUNS_7)

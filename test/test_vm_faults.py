@@ -34,13 +34,13 @@ the connection intact."""
 import pytest
 
 from helpers import GUEST_PROVIDER_CONF
-from vm_helpers import (FAULT_SHIM_GUEST, GUEST_LIB, app_fill, fault_shim_put, nonzero,
-                        prefix_sha256, run_guest_script, stat_delta, tagged_lines)
+from vm_helpers import (FAULT_SHIM_GUEST, GUEST_LIB, REKEY_KERNELS, STAGED_KERNELS, app_fill,
+                        fault_shim_put, nonzero, prefix_sha256, run_guest_script, stat_delta,
+                        tagged_lines)
 
 pytestmark = pytest.mark.vm
 
-KERNELS = ["patched-6.12", "debian-7"]
-STAGED_KERNELS = {"patched-6.12"}     # TLS_TX_NEXT / TLS_RX_NEXT: ours only
+KERNELS = REKEY_KERNELS
 PROBES = 2      # each process's probe sets TLS_TX again once on its own pair
 PORT = 4433
 BYTES = 4 << 20

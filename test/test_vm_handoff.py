@@ -21,13 +21,12 @@ import json
 import pytest
 
 from helpers import GUEST_PROVIDER_CONF, GUEST_SH
-from vm_helpers import app_fill, nonzero, prefix_sha256, run_guest_script, stat_delta
+from vm_helpers import (REKEY_KERNELS, STAGED_KERNELS, app_fill, nonzero, prefix_sha256,
+                        run_guest_script, stat_delta)
 
 pytestmark = pytest.mark.vm
 
-# our series (pre-staged keys) and Debian's stock kernel (re-key only)
-KERNELS = ["patched-6.12", "debian-7"]
-STAGED_KERNELS = {"patched-6.12"}
+KERNELS = REKEY_KERNELS
 
 GUEST = GUEST_PROVIDER_CONF + r"""
 set -e

@@ -22,16 +22,12 @@ One guest boot per kernel runs every connection below."""
 import pytest
 
 from helpers import GUEST_PROVIDER_CONF
-from vm_helpers import nonzero, run_guest_script, stat_delta, tagged_lines
+from vm_helpers import (REKEY_KERNELS, STAGED_KERNELS, nonzero, run_guest_script, stat_delta,
+                        tagged_lines)
 
 pytestmark = pytest.mark.vm
 
-# our series, and Debian's stock kernel with mainline's re-key only
-KERNELS = ["patched-6.12", "debian-7"]
-# pre-staged next keys (TLS_TX_NEXT, the kernel's *StagedSwitch counters):
-# our series only; on debian-7 the probe says prestage false and every
-# re-key sets TLS_TX again, whatever the policy
-STAGED_KERNELS = {"patched-6.12"}
+KERNELS = REKEY_KERNELS
 
 GUEST = GUEST_PROVIDER_CONF + r"""
 set -e

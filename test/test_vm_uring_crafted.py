@@ -47,18 +47,18 @@ import pytest
 
 from helpers import GUEST_SH
 from test_host_crafted import client
-from vm_helpers import run_guest_script, tagged_lines
+from vm_helpers import REKEY_KERNELS, STAGED_KERNELS, run_guest_script, tagged_lines
 
 pytestmark = pytest.mark.vm
 
 RUNS = 3
-# our series, and Debian's stock kernel with mainline's re-key (which
-# pauses early and not at all for a split KeyUpdate: the bridge follows)
-KERNELS = ["patched-6.12", "debian-7"]
+# Debian's stock kernel with mainline's re-key pauses early and not at
+# all for a split KeyUpdate: the bridge follows
+KERNELS = REKEY_KERNELS
 # --multishot reads records ahead of the bridge: ktls-serve uses it only
 # where the kernel has pre-staged keys (our series, which also finds a
 # KeyUpdate anywhere); on debian-7 it says why not and receives singly
-MULTISHOT_KERNELS = {"patched-6.12"}
+MULTISHOT_KERNELS = STAGED_KERNELS
 BULK = "1M"         # ku-every: 64 records of 16 KiB
 MODES = ("handoff", "ring", "multishot")
 RINGS = ("ring", "multishot")      # multishot: ktls-serve --uring --multishot

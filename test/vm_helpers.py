@@ -15,6 +15,18 @@ from helpers import GUEST_SH
 
 KERNEL = "debian-6.1"
 
+# The kernels that re-key TLS 1.3, where the re-key tests run: our 6.12
+# series and Debian's stock 7.x (mainline's re-key: TLS_TX/TLS_RX set again
+# after EKEYEXPIRED); our 7.x series (mainline's re-key + our staged keys
+# and KeyUpdate detection) too with KTLS_PATCHED7=1 -- its kernel build
+# costs ~15 minutes of both cores, which the default suite leaves out.
+REKEY_KERNELS = ["patched-6.12", "debian-7"] + \
+    (["patched-7"] if os.environ.get("KTLS_PATCHED7") == "1" else [])
+# pre-staged next keys (TLS_TX_NEXT / TLS_RX_NEXT, the *StagedSwitch
+# counters): our series only; elsewhere the probe says prestage false and
+# every re-key is set again, whatever the policy
+STAGED_KERNELS = {"patched-6.12", "patched-7"}
+
 # Shell functions for guest scripts (dash).  Output is cut into sections by
 # lines "== NAME"; keep big data in the guest and print hashes only.
 GUEST_LIB = GUEST_SH + r"""
