@@ -36,7 +36,7 @@ from collections import Counter, defaultdict
 
 import pytest
 
-from conftest import BUILDDIR, ktls_skip
+from conftest import BUILDDIR
 from helpers import GUEST_PROVIDER_CONF
 from test_host_crafted import LIBSSL_ANSWERS
 from test_openssl35 import GUEST_LIB as OSSL35_GUEST, ossl35  # noqa: F401 (fixture)
@@ -222,19 +222,17 @@ def g612(vm_platform, ossl35, tmp_path_factory):  # noqa: F811
                 ALERT_CASES)
 
 
-@pytest.fixture(scope="module")
-def g7(vm_platform, ossl35, tmp_path_factory):  # noqa: F811
-    return boot(tmp_path_factory, "endings-7", GUEST_7, "debian-7", ossl35[0], ALERT_CASES,
-                runs=RUNS_7)
+# the 7.x kernels: Debian's stock one, and our series with KTLS_PATCHED7=1
+# (mainline's re-key with our staged keys and KeyUpdate detection on top)
+KERNELS_7 = [k for k in REKEY_KERNELS if k != "patched-6.12"]
 
 
-@pytest.fixture(scope="module")
-def gp7(vm_platform, ossl35, tmp_path_factory):  # noqa: F811
-    """Our 7.x series (KTLS_PATCHED7=1): debian-7's re-key matrix."""
-    if "patched-7" not in REKEY_KERNELS:
-        ktls_skip("the 7.x series is not asked for: set KTLS_PATCHED7=1", allowed="patched7")
-    return boot(tmp_path_factory, "endings-p7", GUEST_7, "patched-7", ossl35[0], ALERT_CASES,
-                runs=RUNS_7)
+@pytest.fixture(scope="module", params=KERNELS_7)
+def g7(vm_platform, ossl35, tmp_path_factory, request):  # noqa: F811
+    res = boot(tmp_path_factory, "endings-" + request.param, GUEST_7, request.param,
+               ossl35[0], ALERT_CASES, runs=RUNS_7)
+    res["_kernel"] = request.param
+    return res
 
 
 @pytest.fixture(scope="module")
@@ -366,17 +364,18 @@ def check_storm(g, mode, nruns):
         assert rx["keyupdates"] == 33 and "keyupdate_burst" in rx["detail"], rx
 
 
-# --- debian-7 ------------------------------------------------------------
-# mainline's re-key, nothing staged: every KeyUpdate the bridge follows is
-# EKEYEXPIRED and TLS_RX set again, and a KeyUpdate is found only at the
-# start of a record (the bridge's walker finds the rest)
+# --- debian-7 (and patched-7 with KTLS_PATCHED7=1) -----------------------
+# debian-7: mainline's re-key, nothing staged: every KeyUpdate the bridge
+# follows is EKEYEXPIRED and TLS_RX set again, and a KeyUpdate is found
+# only at the start of a record (the bridge's walker finds the rest);
+# patched-7: the same matrix with our staged keys and detection on top
 
 @pytest.mark.parametrize("mode,rx,handoff", [("t30", "userspace", False),
                                             ("t35", "kernel-sw", False),
                                             ("ho", "kernel-sw", True)])
 def test_7_every_alert_arrives(g7, mode, rx, handoff):
-    check_matrix(g7, mode, "debian-7", ALERT_CASES + VALID_CASES, "kernel-sw", rx, handoff,
-                 runs=RUNS_7)
+    check_matrix(g7, mode, g7["_kernel"], ALERT_CASES + VALID_CASES, "kernel-sw", rx,
+                 handoff, runs=RUNS_7)
 
 
 def test_7_eager_peer_survives_at_default_settings(g7):
@@ -422,23 +421,3 @@ def test_61_always_keyupdate_ends_with_an_alert_every_time(g61):
         assert tx["mode"] == "kernel-sw" and tx["reason_code"] == "rekey-failed", tx
         assert tx["errno"] == "EBUSY"
 
-
-# --- patched-7 (KTLS_PATCHED7=1) -----------------------------------------
-# mainline's re-key with our staged keys and KeyUpdate detection on top:
-# the same matrix as on debian-7
-
-@pytest.mark.parametrize("mode,rx,handoff", [("t30", "userspace", False),
-                                            ("t35", "kernel-sw", False),
-                                            ("ho", "kernel-sw", True)])
-def test_p7_every_alert_arrives(gp7, mode, rx, handoff):
-    check_matrix(gp7, mode, "patched-7", ALERT_CASES + VALID_CASES, "kernel-sw", rx, handoff,
-                 runs=RUNS_7)
-
-
-def test_p7_eager_peer_survives_at_default_settings(gp7):
-    check_eager_peer(gp7)
-
-
-@pytest.mark.parametrize("mode", ["ho", "t35"])
-def test_p7_storm_is_ended_with_an_alert(gp7, mode):
-    check_storm(gp7, mode, RUNS_7)
