@@ -1,6 +1,8 @@
 """The bridge's kernel paths under ASan + UBSan: the sanitizer build
 (_build-asan, as scripts/test.sh makes it) is what the guest installs, on
-our patched 6.12, where both directions really are the kernel's.  The unit
+the kernels that re-key TLS 1.3, where both directions really are the
+kernel's: our 6.12 (staged keys) and Debian's stock 7.x (every re-key set
+again after EKEYEXPIRED: the bridge's other path).  The unit
 tests and the host fallback path run under the sanitizers elsewhere; here
 are transparent mode (TX re-keys at KeyUpdates), TLS 1.2, hand-off mode
 (RX re-keys in rxkey.c / handoff.c) and a hand-off ending (a receive
@@ -16,12 +18,11 @@ import pytest
 
 from conftest import TOP
 from helpers import GUEST_PROVIDER_CONF
-from vm_helpers import (FAULT_SHIM_GUEST, GUEST_LIB, fault_shim_put, json_lines,
+from vm_helpers import (FAULT_SHIM_GUEST, GUEST_LIB, REKEY_KERNELS, fault_shim_put, json_lines,
                         run_guest_script, sections)
 
 pytestmark = pytest.mark.vm
 
-KERNEL = "patched-6.12"
 ASAN_BUILD = os.environ.get("KTLS_ASAN_BUILDDIR") or os.path.join(TOP, "_build-asan")
 BYTES = 2 << 20
 
@@ -74,11 +75,11 @@ def asan_build():
     return ASAN_BUILD
 
 
-@pytest.fixture(scope="module")
-def guest(vm_platform, tmp_path_factory):
+@pytest.fixture(scope="module", params=REKEY_KERNELS)
+def guest(vm_platform, tmp_path_factory, request):
     build = asan_build()
     script = (GUEST.replace("@SHIM@", FAULT_SHIM_GUEST).replace("@BYTES@", str(BYTES)))
-    r = run_guest_script(tmp_path_factory.mktemp("asan"), script, KERNEL, timeout=600,
+    r = run_guest_script(tmp_path_factory.mktemp("asan"), script, request.param, timeout=600,
                          puts=[fault_shim_put()], builddir=build)
     assert r.rc == 0, r.stderr[-3000:]
     s = sections(r.stdout)
