@@ -209,30 +209,46 @@ class VMProcess:
             self.proc.wait()
 
 
-@pytest.fixture(scope="session")
-def gnutls_next():
-    """(directory, version) of the newer GnuTLS scripts/gnutls-next.sh builds.
+def newer_library(script, var, name, allowed, timeout):
+    """(directory, version) of a newer library that scripts/SCRIPT builds
+    from Debian's newer suites, beside the system's (its own prefix with a
+    `version` file).
 
-    KTLS_GNUTLS_NEXT=1 builds it when it is not cached (about 7 minutes on
-    two cores); unset, a cached build is used and the test is skipped
-    without one; 0 skips.  No archive access: skipped with the reason."""
-    script = os.path.join(TOP, "scripts", "gnutls-next.sh")
-    want = os.environ.get("KTLS_GNUTLS_NEXT", "")
+    VAR=1 builds it when it is not cached; unset, a cached build is used
+    and the test is skipped (allowed reason) without one; VAR=0 skips.
+    The script's exit 3 (the source could not be downloaded here) skips
+    with its reason; any other failure fails the test."""
+    path = os.path.join(TOP, "scripts", script)
+    want = os.environ.get(var, "")
     if want == "0":
-        ktls_skip("KTLS_GNUTLS_NEXT=0", allowed="gnutls-next")
-    r = subprocess.run([script] if want == "1" else [script, "--print-path"],
+        ktls_skip("%s=0" % var, allowed=allowed)
+    r = subprocess.run([path] if want == "1" else [path, "--print-path"],
                        stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                       timeout=1800)
+                       timeout=timeout)
     if r.returncode == 1 and want != "1":
-        ktls_skip("the newer GnuTLS is not built (scripts/gnutls-next.sh)",
-                  allowed="gnutls-next")
+        ktls_skip("the newer %s is not built (scripts/%s)" % (name, script), allowed=allowed)
     if r.returncode == 3:
-        ktls_skip("the newer GnuTLS's source could not be downloaded here:\n"
-                  + r.stderr[-2000:])
-    assert r.returncode == 0, "scripts/gnutls-next.sh failed:\n" + r.stderr[-3000:]
+        ktls_skip("the newer %s's source could not be downloaded here:\n%s"
+                  % (name, r.stderr[-2000:]))
+    assert r.returncode == 0, "scripts/%s failed:\n%s" % (script, r.stderr[-3000:])
     d = r.stdout.strip().splitlines()[-1]
     with open(os.path.join(d, "version")) as f:
         return d, f.read().strip()
+
+
+@pytest.fixture(scope="session")
+def gnutls_next():
+    """The newer GnuTLS (scripts/gnutls-next.sh; KTLS_GNUTLS_NEXT=1 builds
+    it, about 7 minutes on two cores): see newer_library()."""
+    return newer_library("gnutls-next.sh", "KTLS_GNUTLS_NEXT", "GnuTLS", "gnutls-next", 1800)
+
+
+@pytest.fixture(scope="session")
+def liburing_next():
+    """The newer liburing (scripts/liburing-next.sh; KTLS_LIBURING_NEXT=1
+    builds it, about 20 s): see newer_library()."""
+    return newer_library("liburing-next.sh", "KTLS_LIBURING_NEXT", "liburing", "liburing-next",
+                         600)
 
 
 @pytest.fixture(scope="session")

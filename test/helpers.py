@@ -48,6 +48,12 @@ def make_cert(directory, cn="localhost", kind="ec"):
     return cert, key
 
 
+def run(cmd, timeout, **kw):
+    """subprocess.run with no stdin and text stdout/stderr captured."""
+    return subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, timeout=timeout, **kw)
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -21,12 +21,7 @@ import subprocess
 
 import pytest
 
-from helpers import app, free_port, host_has_ktls, make_cert, sha256, wait_port
-
-
-def run(cmd, timeout, **kw):
-    return subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True, timeout=timeout, **kw)
+from helpers import app, free_port, host_has_ktls, make_cert, run, sha256, wait_port
 
 
 def gnutls_env(d):

@@ -22,32 +22,9 @@ import sys
 import pytest
 
 from conftest import BUILDDIR, TEST_DIR, TOP, ktls_skip
-from helpers import free_port, make_cert, wait_port
+from helpers import free_port, make_cert, run, wait_port
 
-SCRIPT = os.path.join(TOP, "scripts", "liburing-next.sh")
 NEXT_BUILDDIR = BUILDDIR.rstrip("/") + "-liburing-next"
-
-
-def run(cmd, timeout, **kw):
-    return subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True, timeout=timeout, **kw)
-
-
-@pytest.fixture(scope="module")
-def liburing_next():
-    want = os.environ.get("KTLS_LIBURING_NEXT", "")
-    if want == "0":
-        ktls_skip("KTLS_LIBURING_NEXT=0", allowed="liburing-next")
-    r = run([SCRIPT] if want == "1" else [SCRIPT, "--print-path"], 600)
-    if r.returncode == 1 and want != "1":
-        ktls_skip("the newer liburing is not built (scripts/liburing-next.sh)",
-                  allowed="liburing-next")
-    if r.returncode != 0:
-        ktls_skip("the newer liburing could not be fetched or built here:\n"
-                  + r.stderr[-2000:])
-    d = r.stdout.strip().splitlines()[-1]
-    with open(os.path.join(d, "version")) as f:
-        return d, f.read().strip()
 
 
 @pytest.fixture(scope="module")
