@@ -80,4 +80,6 @@ export KTLS_LIBURING_NEXT=${KTLS_LIBURING_NEXT:-1}
 export KTLS_GNUTLS_NEXT=${KTLS_GNUTLS_NEXT:-1}
 echo "elapsed before pytest: $((SECONDS - t0)) s"
 cd test
-exec /usr/bin/python3 -m pytest -q -p no:cacheprovider "$@"
+# --durations: the slowest steps at the end (a module's guest boots are its
+# fixtures' setup), which is where the suite's time per flavour is read
+exec /usr/bin/python3 -m pytest -q -p no:cacheprovider --durations=40 "$@"
