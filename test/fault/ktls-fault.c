@@ -31,6 +31,18 @@
  *
  * KTLS_FAULT_TRACE=1 prints every counted call (passed or failed).
  *
+ * KTLS_FAULT_RANDOM=CALLS:PPM:SEED fails a random share of calls instead
+ * (the soak test's mode; with or without KTLS_FAULT's rules):
+ *   CALLS  one or more of setsockopt, sendmsg, recvmsg joined by '+':
+ *          setsockopt of the OPTs above only; sendmsg/recvmsg on TCP
+ *          sockets only (and only on KTLS_FAULT_PORT's when it is set)
+ *   PPM    how many calls in a million fail (1..1000000)
+ *   SEED   the pseudo-random sequence's seed: the same seed fails the
+ *          same call numbers (one sequence shared by the threads)
+ * A failed setsockopt() returns ENOMEM (the kernel's answer when it cannot
+ * allocate a context or a cipher), sendmsg() and recvmsg() EIO; each prints
+ *   ktls-fault: injected EIO into recvmsg() call #123 (random)
+ *
  * A KTLS_FAULT or KTLS_FAULT_PORT that does not parse is reported on
  * stderr and the process ends with _exit(2) before main() runs.  An unset
  * or empty KTLS_FAULT injects nothing.
@@ -74,7 +86,14 @@ static int only_port = -1;		/* KTLS_FAULT_PORT, -1: every socket */
 static bool trace;
 static bool ready;
 
+/* KTLS_FAULT_RANDOM */
+enum { RND_SETSOCKOPT = 1, RND_SENDMSG = 2, RND_RECVMSG = 4 };
+static unsigned int rnd_calls;
+static unsigned long rnd_ppm, rnd_seed, rnd_n;	/* rnd_n: atomic */
+
 typedef int (*setsockopt_fn)(int, int, int, const void *, socklen_t);
+typedef ssize_t (*sendmsg_fn)(int, const struct msghdr *, int);
+typedef ssize_t (*recvmsg_fn)(int, struct msghdr *, int);
 
 static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -157,14 +176,58 @@ static void fail_config(const char *var, const char *val, const char *bad, const
 	say("ktls-fault: bad %s=\"%s\": \"%s\": %s\n"
 	    "ktls-fault: expected KTLS_FAULT=OPT:N:ERRNO[,...] with OPT one of TLS_TX, TLS_RX,"
 	    " TLS_TX_NEXT, TLS_RX_NEXT, TCP_ULP; N >= 1; ERRNO a name like EIO;"
-	    " KTLS_FAULT_PORT a TCP port\n", var, val, bad, why);
+	    " KTLS_FAULT_PORT a TCP port; KTLS_FAULT_RANDOM=CALLS:PPM:SEED with CALLS"
+	    " setsockopt, sendmsg, recvmsg joined by '+', PPM 1..1000000\n", var, val, bad, why);
 	_exit(2);
+}
+
+/* "CALLS:PPM:SEED" (modified in place); NULL or what is wrong. */
+static const char *parse_random(char *s)
+{
+	char *ppm = strchr(s, ':'), *seed, *tok, *next;
+
+	if (!ppm || !(seed = strchr(ppm + 1, ':')))
+		return "not CALLS:PPM:SEED";
+	*ppm++ = 0;
+	*seed++ = 0;
+	for (tok = s; tok; tok = next) {
+		next = strchr(tok, '+');
+		if (next)
+			*next++ = 0;
+		if (!strcmp(tok, "setsockopt"))
+			rnd_calls |= RND_SETSOCKOPT;
+		else if (!strcmp(tok, "sendmsg"))
+			rnd_calls |= RND_SENDMSG;
+		else if (!strcmp(tok, "recvmsg"))
+			rnd_calls |= RND_RECVMSG;
+		else
+			return "CALLS: not setsockopt, sendmsg or recvmsg";
+	}
+	if (!parse_ulong(ppm, &rnd_ppm) || !rnd_ppm || rnd_ppm > 1000000)
+		return "PPM is not 1..1000000";
+	if (!parse_ulong(seed, &rnd_seed))
+		return "SEED is not a number";
+	return NULL;
+}
+
+/* Whether this counted call fails: call n of the shared sequence, mixed
+ * with the seed (splitmix64's finaliser), below PPM in a million. */
+static bool random_fails(unsigned long *n)
+{
+	unsigned long long x;
+
+	*n = __atomic_add_fetch(&rnd_n, 1, __ATOMIC_SEQ_CST);
+	x = (unsigned long long)*n + (unsigned long long)rnd_seed * 0x9e3779b97f4a7c15ULL;
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+	x ^= x >> 31;
+	return x % 1000000 < rnd_ppm;
 }
 
 __attribute__((constructor)) static void fault_init(void)
 {
 	const char *spec = getenv("KTLS_FAULT"), *port = getenv("KTLS_FAULT_PORT");
-	const char *tr = getenv("KTLS_FAULT_TRACE");
+	const char *tr = getenv("KTLS_FAULT_TRACE"), *rnd = getenv("KTLS_FAULT_RANDOM");
 	char buf[1024], *tok, *next;
 
 	trace = tr && *tr && strcmp(tr, "0");
@@ -174,6 +237,16 @@ __attribute__((constructor)) static void fault_init(void)
 		if (!parse_ulong(port, &p) || !p || p > 65535)
 			fail_config("KTLS_FAULT_PORT", port, port, "not a TCP port");
 		only_port = (int)p;
+	}
+	if (rnd && *rnd) {
+		const char *why;
+
+		if (strlen(rnd) >= sizeof(buf))
+			fail_config("KTLS_FAULT_RANDOM", rnd, "", "too long");
+		strcpy(buf, rnd);
+		why = parse_random(buf);
+		if (why)
+			fail_config("KTLS_FAULT_RANDOM", rnd, rnd, why);
 	}
 	if (spec && *spec) {
 		if (strlen(spec) >= sizeof(buf))
@@ -224,22 +297,83 @@ static bool port_matches(int fd)
 	return ok;
 }
 
-static setsockopt_fn real_setsockopt(void)
+/* libc's own function name, looked up once (*slot caches it). */
+static void *real(void **slot, const char *name)
 {
-	static setsockopt_fn fn;
-	setsockopt_fn f = __atomic_load_n(&fn, __ATOMIC_ACQUIRE);
+	void *f = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
 
 	if (!f) {
-		void *sym = dlsym(RTLD_NEXT, "setsockopt");
-
-		if (!sym) {
-			say("ktls-fault: dlsym(RTLD_NEXT, \"setsockopt\") failed: %s\n", dlerror());
+		f = dlsym(RTLD_NEXT, name);
+		if (!f) {
+			say("ktls-fault: dlsym(RTLD_NEXT, \"%s\") failed: %s\n", name, dlerror());
 			abort();
 		}
-		memcpy(&f, &sym, sizeof(f));
-		__atomic_store_n(&fn, f, __ATOMIC_RELEASE);
+		__atomic_store_n(slot, f, __ATOMIC_RELEASE);
 	}
 	return f;
+}
+
+static setsockopt_fn real_setsockopt(void)
+{
+	static void *slot;
+	setsockopt_fn f;
+	void *sym = real(&slot, "setsockopt");
+
+	memcpy(&f, &sym, sizeof(f));
+	return f;
+}
+
+/* A TCP socket: a stream socket of an internet family (UNIX stream
+ * sockets are streams too). */
+static bool is_tcp(int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t slen = sizeof(ss);
+	int saved = errno, type = 0;
+	socklen_t len = sizeof(type);
+	bool ok = !getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) && type == SOCK_STREAM &&
+		  !getsockname(fd, (struct sockaddr *)&ss, &slen) &&
+		  (ss.ss_family == AF_INET || ss.ss_family == AF_INET6);
+
+	errno = saved;
+	return ok;
+}
+
+/* Whether a random fault hits this sendmsg/recvmsg (which), and says so. */
+static bool random_io_fault(int fd, unsigned int which, const char *name)
+{
+	unsigned long n;
+
+	if (!__atomic_load_n(&ready, __ATOMIC_ACQUIRE) || !(rnd_calls & which) ||
+	    !is_tcp(fd) || !port_matches(fd) || !random_fails(&n))
+		return false;
+	say("ktls-fault: injected EIO into %s() call #%lu (random)\n", name, n);
+	errno = EIO;
+	return true;
+}
+
+ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+	static void *slot;
+	sendmsg_fn f;
+	void *sym = real(&slot, "sendmsg");
+
+	if (random_io_fault(fd, RND_SENDMSG, "sendmsg"))
+		return -1;
+	memcpy(&f, &sym, sizeof(f));
+	return f(fd, msg, flags);
+}
+
+ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
+{
+	static void *slot;
+	recvmsg_fn f;
+	void *sym = real(&slot, "recvmsg");
+
+	if (random_io_fault(fd, RND_RECVMSG, "recvmsg"))
+		return -1;
+	memcpy(&f, &sym, sizeof(f));
+	return f(fd, msg, flags);
 }
 
 /* The rule that fails this call of opts[o], or NULL. */
@@ -271,6 +405,16 @@ int setsockopt(int fd, int level, int name, const void *val, socklen_t len)
 		    errno_name(r->err), opts[o].name, call);
 		errno = r->err;
 		return -1;
+	}
+	if (rnd_calls & RND_SETSOCKOPT) {
+		unsigned long n;
+
+		if (random_fails(&n)) {
+			say("ktls-fault: injected ENOMEM into setsockopt(%s) call #%lu (random)\n",
+			    opts[o].name, call);
+			errno = ENOMEM;
+			return -1;
+		}
 	}
 	if (trace)
 		say("ktls-fault: setsockopt(%s) call #%lu on fd %d passed through\n",
