@@ -27,6 +27,16 @@ REKEY_KERNELS = ["patched-6.12", "debian-7"] + \
 # every re-key is set again, whatever the policy
 STAGED_KERNELS = {"patched-6.12", "patched-7"}
 
+
+def kernel_tx_rekeys(delta, staged):
+    """How often tls_stat says a kernel moved a TX key in a delta: staged
+    switches where the kernel stages keys, TLS_TX set again (TlsTxRekeyOk)
+    where it does not -- there the staged counter must not exist."""
+    if staged:
+        return delta.get("TlsTxStagedSwitch", 0)
+    assert "TlsTxStagedSwitch" not in delta, delta
+    return delta.get("TlsTxRekeyOk", 0)
+
 # Shell functions for guest scripts (dash).  Output is cut into sections by
 # lines "== NAME"; keep big data in the guest and print hashes only.
 GUEST_LIB = GUEST_SH + r"""
