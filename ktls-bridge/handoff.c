@@ -64,7 +64,7 @@ static int install_rx13(struct ktls_conn *c)
 		ktls_dir_note(d, r, err, "TLS_RX (hand-off)");
 		return -EOPNOTSUPP;
 	}
-	ret = ktls_install(c->fd, &c->ulp, &kb, false);
+	ret = ktls_install(c->fd, &c->ulp, &kb, false, ktls_probe_basic()->keyblock);
 	ktls_keyblock_wipe(&kb);
 	if (ret)
 		return ret;

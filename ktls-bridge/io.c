@@ -159,7 +159,7 @@ static long set_ktls(struct ktls_conn *c, const void *info, bool tx)
 			   ktls_reason_str(r), ktls_errno_name(err));
 		goto out;
 	}
-	ret = ktls_install(c->fd, &c->ulp, &kb, tx);
+	ret = ktls_install(c->fd, &c->ulp, &kb, tx, ktls_probe_basic()->keyblock);
 	if (ret) {
 		/* ENOENT from TLS_TX/TLS_RX: no crypto implementation (module) */
 		refuse(d, !c->ulp ? KTLS_R_ULP_UNAVAILABLE :
