@@ -64,6 +64,7 @@ static void case_keyblock(void)
 	CHECK_EQ(offer(bio, "AES-128-GCM", KTLS_TLS12, true), 1);
 	CHECK_EQ(fake.keyblock_sets[a], 0);
 	CHECK_EQ(fake.tx_sets[a], 1);
+	CHECK(!strcmp(conn(bio)->tx.st.detail, "TLS_TX installed"));
 	bridge_close(bio, a, b);
 
 	fake_reset();
@@ -95,6 +96,9 @@ static void case_keyblock(void)
 			CHECK_EQ(tx ? fake.tx_sets[a] : fake.rx_sets[a], 1);
 			CHECK(!memcmp(tx ? fake.last_tx : fake.last_rx, want, (size_t)n));
 			CHECK_EQ((tx ? conn(bio)->tx : conn(bio)->rx).st.reason, KTLS_R_NONE);
+			CHECK(!strcmp((tx ? conn(bio)->tx : conn(bio)->rx).st.detail,
+				      tx ? "TLS_KEYBLOCK installed (TX)" :
+				      "TLS_KEYBLOCK installed (RX)"));
 			bridge_close(bio, a, b);
 		}
 	}
@@ -108,6 +112,7 @@ static void case_keyblock(void)
 	CHECK_EQ(fake.tx_sets[a], 0);
 	CHECK_EQ(conn(bio)->tx.st.reason, KTLS_R_CIPHER_UNSUPPORTED);
 	CHECK_EQ(conn(bio)->tx.st.err, ENOENT);
+	CHECK(!strcmp(conn(bio)->tx.st.detail, "TLS_TX: ENOENT"));
 	bridge_close(bio, a, b);
 	fake.tx_err = 0;
 }
