@@ -438,6 +438,73 @@ static void case_owed_records(void)
 	ssl_close(ssl, ctx, a, b);
 }
 
+/* What an application does with ktls_conn_owed: each record through the
+ * kernel (here the fake one) with its type, then its report. */
+static int send_owed(SSL *ssl, int fd)
+{
+	union ktls_cmsg_buf cb;
+	uint8_t rec[KTLS_OWED_MAX];
+	int type, r = 0, sent = 0;
+	ssize_t n;
+
+	while (r == 0 && (n = ktls_conn_owed(ssl, rec, sizeof(rec), &type)) > 0) {
+		struct iovec iov = { .iov_base = rec, .iov_len = (size_t)n };
+		struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1,
+				    .msg_control = cb.b, .msg_controllen = sizeof(cb.b) };
+		struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
+
+		memset(cb.b, 0, sizeof(cb.b));
+		cm->cmsg_level = SOL_TLS;
+		cm->cmsg_type = TLS_SET_RECORD_TYPE;
+		cm->cmsg_len = CMSG_LEN(1);
+		*CMSG_DATA(cm) = (unsigned char)type;
+		n = fake_ops.sendmsg(fd, &m, MSG_NOSIGNAL);
+		r = ktls_conn_owed_sent(ssl, n < 0 ? -errno : n);
+		sent++;
+	}
+	return r < 0 ? r : sent;
+}
+
+/* A kernel with a staged key: the application's KeyUpdate record makes
+ * it switch by itself, and the report only accounts (and stages the
+ * next); the data sent after the report follows the KeyUpdate. */
+static void case_owed_staged(void)
+{
+	static const uint8_t kureq[] = { 24, 0, 0, 1, 1 };
+	uint8_t s0[32], buf[6];
+	SSL_CTX *ctx;
+	SSL *ssl;
+	int a, b;
+	BIO *bio;
+
+	memset(s0, 0x66, sizeof(s0));
+	bio = rx_bridge(&a, &b, s0, true, NULL);
+	ktls_secret_set(&conn(bio)->tx.secret, s0, 32, "SHA256");
+	ssl = handoff_ssl(bio, &ctx);
+	ktls_key_stage(conn(bio), true);
+	CHECK(conn(bio)->tx.staged && fake.staged);
+	CHECK_EQ(ktls_conn_set_owed(ssl, 1), 0);
+	CHECK_EQ(ktls_conn_received(ssl, 5, KTLS_CT_HANDSHAKE, kureq), 0);
+	CHECK_EQ(fake.switches, 0);
+	CHECK_EQ(send_owed(ssl, a), 1);
+	CHECK_EQ(fake.switches, 1);
+	CHECK_EQ(fake.tx_sets[a], 1);			/* not set again */
+	CHECK_EQ(conn(bio)->tx.st.staged_switches, 1);
+	CHECK_EQ(conn(bio)->tx.st.rekeys, 1);
+	CHECK(conn(bio)->tx.staged && fake.staged);	/* the next one */
+	CHECK_EQ(ktls_conn_send(ssl, "x", 1), 1);
+	CHECK_EQ(recv(b, buf, 6, MSG_WAITALL), 6);
+	CHECK(!memcmp(buf, "\x18\x00\x00\x01\x00x", 6));	/* KeyUpdate first */
+	/* our close_notify: the last record */
+	CHECK_EQ(ktls_conn_shutdown(ssl), 0);
+	CHECK(!conn(bio)->wr_shut);
+	CHECK_EQ(send_owed(ssl, a), 1);
+	CHECK(conn(bio)->wr_shut);
+	CHECK_EQ(fake.nctrl, 2);
+	CHECK(!memcmp(fake.ctrl_data[1], "\x01\x00", 2));
+	ssl_close(ssl, ctx, a, b);
+}
+
 int main(void)
 {
 	RUN(case_handoff_owed_keyupdate);
@@ -447,6 +514,7 @@ int main(void)
 	RUN(case_records_after_close_notify);
 	RUN(case_no_alert_after_close_notify);
 	RUN(case_owed_records);
+	RUN(case_owed_staged);
 	ktls_sys_set(NULL);
 	return ktest_done("bio-handoff-test");
 }
