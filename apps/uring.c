@@ -964,8 +964,7 @@ static int ms_ended(struct userve *s, struct uconn *c, int r)
 {
 	if (r < 0 && !c->closing)
 		fail(c, "the connection ended", strerror(-r));
-	if (!c->ms_end)
-		c->ms_end = r < 0 ? r : -ECANCELED;
+	c->ms_end = r < 0 ? r : -ECANCELED;
 	return ms_next(s, c);
 }
 
@@ -1005,6 +1004,11 @@ static int on_ms(struct userve *s, struct uconn *c, int res, unsigned int flags)
 	unsigned int len;
 	int type = CT_APPDATA, r;
 
+	if (c->ms_end) {	/* what the receive still brings is not reported */
+		if (res >= 0 && (flags & IORING_CQE_F_BUFFER))
+			ms_give_back(s, (unsigned short)(flags >> IORING_CQE_BUFFER_SHIFT));
+		return ms_next(s, c);
+	}
 	if (res < 0) {
 		if (res == -ENOBUFS)	/* every buffer waits for an echo */
 			return c->q_n ? ms_next(s, c) : c->st == U_NONE ? arm_ms_wait(s, c) : 0;
