@@ -14,6 +14,12 @@
  *   other alerts         the connection ends, reason peer-closed
  *   anything else        fatal unexpected_message alert
  *
+ * The records the bridge sends (KeyUpdates, alerts, close_notify) go out
+ * with its own sendmsg, or, after ktls_conn_set_owed, wait in a queue for
+ * the application (an event loop that owns every write): ktls_conn_owed
+ * hands them out one at a time, and ktls_conn_owed_sent does what follows
+ * each (TX re-key, the write side shut, the end after a failed send).
+ *
  * OpenSSL 3.0 offers TLS 1.3 transmit keys and TLS 1.2 keys itself; the
  * TLS 1.3 receive key comes from the key-log secret, with the sequence
  * number counted by the bridge since the handshake ended.
