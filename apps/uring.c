@@ -19,9 +19,16 @@
  *            file -> pipe -> socket, each piece after
  *            ktls_conn_send(ssl, NULL, 0); then the next request on the
  *            same connection (HTTP keep-alive) unless it asked to close.
- * Control records the bridge sends (KeyUpdates, alerts, close_notify) go
- * out from inside those calls, with sendmsg on the socket; a non-blocking
- * socket that has no room keeps an owed KeyUpdate for the next call.
+ *   control  the records the bridge decides (KeyUpdate replies, its own
+ *            KeyUpdates, the fatal alert that ends a connection,
+ *            close_notify) go out as SENDMSG with a TLS_SET_RECORD_TYPE
+ *            cmsg: after ktls_conn_set_owed() the bridge writes nothing
+ *            itself and queues them; after every bridge call and before
+ *            every data send the ring takes them from ktls_conn_owed() one
+ *            at a time and reports each with ktls_conn_owed_sent().  The
+ *            data send is submitted only after that report, not linked
+ *            behind the SENDMSG: on a kernel without staged keys the new
+ *            TX key goes in only inside the report (ktls_conn_owed(3)).
  * One operation is in flight per connection at a time (with --multishot,
  * the armed receive besides): its state says what completes next (a
  * connection waiting for its next request or for the peer's close_notify
@@ -60,9 +67,13 @@
 #ifndef SOL_TLS
 #define SOL_TLS 282
 #endif
+#ifndef TLS_SET_RECORD_TYPE
+#define TLS_SET_RECORD_TYPE 1
+#endif
 #ifndef TLS_GET_RECORD_TYPE
 #define TLS_GET_RECORD_TYPE 2
 #endif
+#define CT_HANDSHAKE 22
 #define CT_APPDATA 23
 #define REC_MAX 16384
 #define PIPE_WANT (256 * 1024)
@@ -86,6 +97,7 @@ enum ustate {
 	U_SHUT,		/* a poll for room for our close_notify */
 	U_LINGER,	/* a tick after our fatal alert: the peer may still write */
 	U_MS_WAIT,	/* a tick: the multishot receive ran out of buffers */
+	U_CTRL,		/* SENDMSG of a record the bridge owes the peer */
 };
 
 /* what comes after a SEND (or a paid KeyUpdate) */
@@ -102,6 +114,22 @@ struct uconn {
 	enum unext next;
 	int (*after_pay)(struct userve *s, struct uconn *c);
 	bool ho, closing, failed;
+	/* records the bridge owes the peer (ktls_conn_owed), sent by the
+	 * ring: one SENDMSG at a time, then after_ctl */
+	bool owes;
+	int (*after_ctl)(struct userve *s, struct uconn *c);
+	unsigned char ctl[KTLS_OWED_MAX];
+	struct msghdr ctl_msg;
+	struct iovec ctl_iov;
+	union {
+		struct cmsghdr align;
+		char b[CMSG_SPACE(sizeof(unsigned char))];
+	} ctl_cbuf;
+	int ctl_type;
+	long ctl_ku, ctl_alerts;	/* sent by the ring: KeyUpdates, alerts */
+	int rcv_r, rcv_type;		/* a receive's report, while owed records go */
+	int rcv_res;
+	int ms_end;			/* --multishot: ended (<0), once idle */
 	char why[96];
 	struct msghdr msg;
 	struct iovec iov;
@@ -283,12 +311,91 @@ static int arm_send(struct userve *s, struct uconn *c)
 	return 0;
 }
 
+/* One record the bridge owes, as a record of its type through the kernel. */
+static int arm_ctl(struct userve *s, struct uconn *c, size_t len, int type)
+{
+	struct io_uring_sqe *sqe = sqe_get(s);
+	struct cmsghdr *cm;
+
+	if (!sqe)
+		return -EBUSY;
+	c->ctl_iov.iov_base = c->ctl;
+	c->ctl_iov.iov_len = len;
+	memset(&c->ctl_msg, 0, sizeof(c->ctl_msg));
+	memset(&c->ctl_cbuf, 0, sizeof(c->ctl_cbuf));
+	c->ctl_msg.msg_iov = &c->ctl_iov;
+	c->ctl_msg.msg_iovlen = 1;
+	c->ctl_msg.msg_control = c->ctl_cbuf.b;
+	c->ctl_msg.msg_controllen = sizeof(c->ctl_cbuf.b);
+	cm = CMSG_FIRSTHDR(&c->ctl_msg);
+	cm->cmsg_level = SOL_TLS;
+	cm->cmsg_type = TLS_SET_RECORD_TYPE;
+	cm->cmsg_len = CMSG_LEN(sizeof(unsigned char));
+	*CMSG_DATA(cm) = (unsigned char)type;
+	c->ctl_type = type;
+	c->st = U_CTRL;
+	io_uring_prep_sendmsg(sqe, c->fd, &c->ctl_msg, MSG_NOSIGNAL);
+	set_conn(sqe, c);
+	return 0;
+}
+
+/* What the bridge owes the peer goes out first, one record at a time;
+ * then `then`.  0 armed something, -errno the connection failed. */
+static int owe_then(struct userve *s, struct uconn *c, int (*then)(struct userve *, struct uconn *))
+{
+	ssize_t n;
+	int type;
+
+	if (!c->owes)
+		return then(s, c);
+	n = ktls_conn_owed(c->ssl, c->ctl, sizeof(c->ctl), &type);
+	if (n < 0) {
+		fail(c, "ktls_conn_owed", strerror((int)-n));
+		return (int)n;
+	}
+	if (!n)
+		return then(s, c);
+	c->after_ctl = then;
+	return arm_ctl(s, c, (size_t)n, type);
+}
+
+/* A record the bridge owed went out (or not): the bridge acts on it, and
+ * the next one goes, or what waited for them. */
+static int on_ctl(struct userve *s, struct uconn *c, int res)
+{
+	int r = ktls_conn_owed_sent(c->ssl, res);
+
+	c->st = U_NONE;
+	if (r < 0) {
+		fail(c, "a control record was not sent", strerror(-r));
+		return r;
+	}
+	if (res > 0 && (size_t)res == c->ctl_iov.iov_len) {
+		if (c->ctl_type == CT_HANDSHAKE)
+			c->ctl_ku++;
+		else
+			c->ctl_alerts++;
+	}
+	return owe_then(s, c, c->after_ctl);
+}
+
+static int paid(struct userve *s, struct uconn *c)
+{
+	return c->after_pay(s, c);
+}
+
 /* Before bytes of ours go out on the socket: what the bridge owes the
  * peer first.  0 armed something, -errno the connection failed. */
 static int pay_then(struct userve *s, struct uconn *c, int (*then)(struct userve *, struct uconn *))
 {
 	ssize_t r = ktls_conn_send(c->ssl, NULL, 0);
 
+	if (c->owes && (r == 0 || r == -EAGAIN)) {
+		/* -EAGAIN: the bridge's queue was full; what did not fit
+		 * waits in the bridge and comes with the queue */
+		c->after_pay = then;
+		return owe_then(s, c, paid);
+	}
 	if (r == -EAGAIN) {
 		c->after_pay = then;
 		return arm_poll(s, c, U_PAY, POLLOUT);
@@ -423,6 +530,7 @@ static int ring_response(struct userve *s, struct uconn *c)
 }
 
 static int end_cleanly(struct userve *s, struct uconn *c);
+static int closing_recv(struct userve *s, struct uconn *c);
 
 /* The next piece of the file, after what the bridge owes the peer; once
  * the whole file is out, the next request (keep-alive) or the end. */
@@ -445,6 +553,11 @@ static int end_cleanly(struct userve *s, struct uconn *c)
 		return arm_poll(s, c, U_SHUT, POLLOUT);
 	if (r && r != -EPIPE)
 		fail(c, "ktls_conn_shutdown", strerror(-r));
+	return owe_then(s, c, closing_recv);	/* our close_notify, when owed */
+}
+
+static int closing_recv(struct userve *s, struct uconn *c)
+{
 	c->closing = true;
 	return arm_recv(s, c);
 }
@@ -546,12 +659,14 @@ static void conn_report(struct userve *s, struct uconn *c)
 		printf("{\"conn\":%ld,\"ok\":%s,\"error\":\"%s\",\"ring\":true,\"thread\":%d,"
 		       "\"protocol\":\"%s\",\"cipher\":\"%s\",\"bytes\":%llu,"
 		       "\"sha256_in\":\"%s\",\"keyupdates_sent\":%llu,\"handoff\":%s,"
-		       "\"splice\":%s,\"requests\":%ld,\"multishot\":%s,\"status\":%s}\n",
+		       "\"splice\":%s,\"requests\":%ld,\"multishot\":%s,"
+		       "\"ring_ctl\":{\"keyupdates\":%ld,\"alerts\":%ld},\"status\":%s}\n",
 		       c->id, c->failed ? "false" : "true", c->failed ? c->why : "", s->index,
 		       SSL_get_version(c->ssl), SSL_get_cipher_name(c->ssl),
 		       (unsigned long long)c->bytes, hex, (unsigned long long)c->kus,
 		       c->ho ? "true" : "false", c->ho && o->root && c->pipe[0] >= 0 ? "true" : "false",
-		       c->requests, c->ms ? "true" : "false", app_status_json(c->ssl));
+		       c->requests, c->ms ? "true" : "false", c->ctl_ku, c->ctl_alerts,
+		       app_status_json(c->ssl));
 		fflush(stdout);
 	}
 	s->g->ended++;
@@ -660,6 +775,12 @@ static int hs_step(struct userve *s, struct uconn *c)
 		ret = lib_step(s, c);
 		return ret == 0 ? 0 : ret > 0 ? -ECANCELED : -EIO;
 	}
+	/* the ring sends the bridge's control records (SENDMSG) */
+	ret = ktls_conn_set_owed(c->ssl, 1);
+	c->owes = ret == 0;
+	if (ret)
+		fprintf(stderr, "%s: ring conn %ld: ktls_conn_set_owed: %s; the bridge sends "
+				"its control records itself\n", s->o->prog, c->id, strerror(-ret));
 	zc_ask(s, c);
 	if (s->ms && !s->o->root && (c->q = calloc(MS_BUFS, sizeof(*c->q)))) {
 		c->ms = true;
@@ -669,11 +790,13 @@ static int hs_step(struct userve *s, struct uconn *c)
 	return arm_recv(s, c);
 }
 
+static int received(struct userve *s, struct uconn *c);
+
 /* A receive completed on a handed-off connection. */
 static int on_recv(struct userve *s, struct uconn *c, int res)
 {
 	struct cmsghdr *cm;
-	int type = CT_APPDATA, r;
+	int type = CT_APPDATA;
 
 	if (res == -ECANCELED && idle_wait(c)) {	/* --timeout passed */
 		if (c->closing)
@@ -684,7 +807,19 @@ static int on_recv(struct userve *s, struct uconn *c, int res)
 		for (cm = CMSG_FIRSTHDR(&c->msg); cm; cm = CMSG_NXTHDR(&c->msg, cm))
 			if (cm->cmsg_level == SOL_TLS && cm->cmsg_type == TLS_GET_RECORD_TYPE)
 				type = *CMSG_DATA(cm);
-	r = ktls_conn_received(c->ssl, res, type, c->buf);
+	c->rcv_r = ktls_conn_received(c->ssl, res, type, c->buf);
+	c->rcv_res = res;
+	c->rcv_type = type;
+	/* what the record called for (a KeyUpdate, our close_notify, the
+	 * alert that ends the connection) goes out before anything else */
+	return owe_then(s, c, received);
+}
+
+/* After a receive's report and the records it made the bridge owe. */
+static int received(struct userve *s, struct uconn *c)
+{
+	int r = c->rcv_r, res = c->rcv_res, type = c->rcv_type;
+
 	if (r < 0) {
 		if (!c->closing)
 			fail(c, "the connection ended", strerror(-r));
@@ -811,12 +946,32 @@ static int arm_ms_wait(struct userve *s, struct uconn *c)
 	return 0;
 }
 
-/* Nothing but the receive in flight: echo the oldest waiting record, or
- * re-arm the receive if the kernel ended it. */
+static int ms_go(struct userve *s, struct uconn *c);
+
+/* Nothing but the receive in flight: what the bridge owes the peer, then
+ * the end if the connection ended, or the echo of the oldest waiting
+ * record, or the receive re-armed if the kernel ended it. */
 static int ms_next(struct userve *s, struct uconn *c)
 {
 	if (c->st != U_NONE)
-		return 0;	/* a SEND (or a poll before one) is in flight */
+		return 0;	/* a SEND (or a poll before one, a SENDMSG) is in flight */
+	return owe_then(s, c, ms_go);
+}
+
+/* The receive reported an end (r < 0: failed, 1: the stream ended): it
+ * comes once the records it made the bridge owe went out. */
+static int ms_ended(struct userve *s, struct uconn *c, int r)
+{
+	if (r < 0 && !c->closing)
+		fail(c, "the connection ended", strerror(-r));
+	c->ms_end = r < 0 ? r : -ECANCELED;
+	return ms_next(s, c);
+}
+
+static int ms_go(struct userve *s, struct uconn *c)
+{
+	if (c->ms_end)
+		return c->ms_end;
 	if (c->q_n) {
 		const struct msq *m = &c->q[c->q_head];
 
@@ -849,6 +1004,11 @@ static int on_ms(struct userve *s, struct uconn *c, int res, unsigned int flags)
 	unsigned int len;
 	int type = CT_APPDATA, r;
 
+	if (c->ms_end) {	/* what the receive still brings is not reported */
+		if (res >= 0 && (flags & IORING_CQE_F_BUFFER))
+			ms_give_back(s, (unsigned short)(flags >> IORING_CQE_BUFFER_SHIFT));
+		return ms_next(s, c);
+	}
 	if (res < 0) {
 		if (res == -ENOBUFS)	/* every buffer waits for an echo */
 			return c->q_n ? ms_next(s, c) : c->st == U_NONE ? arm_ms_wait(s, c) : 0;
@@ -860,9 +1020,7 @@ static int on_ms(struct userve *s, struct uconn *c, int res, unsigned int flags)
 			return arm_recv(s, c);
 		}
 		r = ktls_conn_received(c->ssl, res, CT_APPDATA, NULL);
-		if (r < 0 && !c->closing)
-			fail(c, "the connection ended", strerror(-r));
-		return r < 0 ? r : r == 1 ? -ECANCELED : ms_next(s, c);
+		return r ? ms_ended(s, c, r) : ms_next(s, c);
 	}
 	if (!(flags & IORING_CQE_F_BUFFER)) {
 		fail(c, "multishot receive", "a completion without a buffer");
@@ -885,9 +1043,7 @@ static int on_ms(struct userve *s, struct uconn *c, int res, unsigned int flags)
 	r = ktls_conn_received(c->ssl, len, type, payload);	/* 0 bytes: EOF */
 	if (r || type != CT_APPDATA || !len) {
 		ms_give_back(s, bid);
-		if (r < 0 && !c->closing)
-			fail(c, "the connection ended", strerror(-r));
-		return r < 0 ? r : r == 1 ? -ECANCELED : ms_next(s, c);
+		return r ? ms_ended(s, c, r) : ms_next(s, c);
 	}
 	EVP_DigestUpdate(c->md, payload, len);
 	c->bytes += len;
@@ -901,7 +1057,7 @@ static int after_echo(struct userve *s, struct uconn *c)
 {
 	const struct uring_opts *o = c->o;
 
-	if (o->keyupdate_every && ++c->records % o->keyupdate_every == 0 &&
+	if (!c->ms_end && o->keyupdate_every && ++c->records % o->keyupdate_every == 0 &&
 	    SSL_version(c->ssl) == TLS1_3_VERSION) {
 		int r = ktls_conn_keyupdate(c->ssl, o->keyupdate_requested);
 
@@ -912,7 +1068,8 @@ static int after_echo(struct userve *s, struct uconn *c)
 		if (!r)
 			c->kus++;
 	}
-	return c->ms ? ms_echoed(s, c) : arm_recv(s, c);
+	/* our KeyUpdate (owed) goes before the next echo */
+	return owe_then(s, c, c->ms ? ms_echoed : arm_recv);
 }
 
 static int64_t now_ms(void)
@@ -981,6 +1138,8 @@ static int on_done(struct userve *s, struct uconn *c, int res)
 	}
 	case U_RECV:
 		return on_recv(s, c, res);
+	case U_CTRL:
+		return on_ctl(s, c, res);
 	case U_PAY:
 		return pay_then(s, c, c->after_pay);
 	case U_SHUT:

@@ -224,15 +224,17 @@ void ktls_conn_fatal(struct ktls_conn *c, bool tx, enum ktls_reason r, int err,
 		     uint8_t alert, const char *what)
 {
 	struct ktls_dir *d = tx ? &c->tx : &c->rx;
-
-	bool sent = false;
+	ssize_t n = -1;
 
 	/* nothing goes out behind our close_notify (RFC 8446 6.1) */
 	if (alert && !c->dead && !c->closed && c->tx.st.mode != KTLS_MODE_USERSPACE)
-		sent = ktls_send_alert(c, ALERT_LEVEL_FATAL, alert) == 2;
+		n = ktls_send_alert(c, ALERT_LEVEL_FATAL, alert);
 	ktls_dir_note(d, r, err, what);
 	c->dead = true;
 	ktls_trace("fd %d connection ended: %s (%s), alert %u %s", c->fd, ktls_reason_code(r),
-		   d->st.detail, alert, sent ? "sent" : "not sent");
-	ktls_conn_end(c, sent);
+		   d->st.detail, alert, n == 2 ? "sent" : n == 0 ? "owed" : "not sent");
+	/* owed: the application sends it, and the end follows its report
+	 * (ktls_conn_owed_sent) */
+	if (n != 0)
+		ktls_conn_end(c, n == 2);
 }

@@ -14,6 +14,12 @@
  *   other alerts         the connection ends, reason peer-closed
  *   anything else        fatal unexpected_message alert
  *
+ * The records the bridge sends (KeyUpdates, alerts, close_notify) go out
+ * with its own sendmsg, or, after ktls_conn_set_owed, wait in a queue for
+ * the application (an event loop that owns every write): ktls_conn_owed
+ * hands them out one at a time, and ktls_conn_owed_sent does what follows
+ * each (TX re-key, the write side shut, the end after a failed send).
+ *
  * OpenSSL 3.0 offers TLS 1.3 transmit keys and TLS 1.2 keys itself; the
  * TLS 1.3 receive key comes from the key-log secret, with the sequence
  * number counted by the bridge since the handshake ended.
@@ -131,7 +137,7 @@ static int send_keyupdate(struct ktls_conn *c, bool requested)
 		return -EOPNOTSUPP;
 	ktls_tx_before_handshake(c);
 	n = ktls_send_ctrl(c, KTLS_CT_HANDSHAKE, ku, sizeof(ku));
-	if (n < 0)
+	if (n <= 0)	/* 0: owed, the rest follows ktls_conn_owed_sent */
 		return (int)n;
 	c->tx.st.records++;
 	c->tx.st.keyupdates++;
@@ -381,6 +387,101 @@ int ktls_conn_shutdown(SSL *ssl)
 	if (n < 0)
 		return (int)n;
 	c->closed = true;
-	ktls_conn_end(c, false);
+	if (n)	/* owed: the write side is shut once it went out */
+		ktls_conn_end(c, false);
 	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Records the application sends itself (ktls_conn_set_owed)          */
+/* ------------------------------------------------------------------ */
+
+int ktls_conn_set_owed(SSL *ssl, int on)
+{
+	struct ktls_conn *c = ktls_conn_of(ssl);
+
+	if (!c || !c->handoff || (on != 0 && on != 1))
+		return -EINVAL;
+	if (!on && (c->owed_n || c->owed_out))
+		return -EBUSY;
+	c->owe = on;
+	return 0;
+}
+
+ssize_t ktls_conn_owed(SSL *ssl, void *buf, size_t cap, int *type)
+{
+	struct ktls_conn *c = ktls_conn_of(ssl);
+	struct ktls_owed *e;
+
+	if (!c || !c->handoff || !c->owe || !buf || !type)
+		return -EINVAL;
+	if (c->owed_out)
+		return -EBUSY;
+	if (!c->owed_n)
+		pay_keyupdate(c);	/* a reply that found the queue full */
+	if (!c->owed_n)
+		return 0;
+	e = &c->owed[0];
+	if (cap < e->len)
+		return -ENOSPC;
+	/* staged now if it could not be before: the KeyUpdates ahead of
+	 * this one have moved the key on since it was queued */
+	if (e->type == KTLS_CT_HANDSHAKE)
+		ktls_tx_before_handshake(c);
+	memcpy(buf, e->rec, e->len);
+	*type = e->type;
+	c->owed_out = true;
+	return e->len;
+}
+
+/* The send of an owed record failed: nothing more can go out in order. */
+static int owed_failed(struct ktls_conn *c, const struct ktls_owed *e, int err)
+{
+	char what[64];
+
+	c->owed_n = 0;	/* what was queued behind it would come out of order */
+	snprintf(what, sizeof(what), "%s not sent (%s)",
+		 e->type == KTLS_CT_HANDSHAKE ? "KeyUpdate" : "alert", ktls_errno_name(err));
+	if (e->type == KTLS_CT_HANDSHAKE && !c->dead) {
+		/* a KeyUpdate the peer may or may not have: no key is safe
+		 * to send under any more, not even an alert's */
+		ktls_conn_fatal(c, true, KTLS_R_REKEY_FAILED, err, 0, what);
+	} else {
+		/* the last record (the reason is the one that ended it) */
+		ktls_trace("fd %d %s", c->fd, what);
+		c->dead = true;
+		ktls_conn_end(c, false);
+	}
+	return -err;
+}
+
+int ktls_conn_owed_sent(SSL *ssl, ssize_t res)
+{
+	struct ktls_conn *c = ktls_conn_of(ssl);
+	struct ktls_owed e;
+	int nku;
+
+	if (!c || !c->handoff || !c->owe || !c->owed_out)
+		return -EINVAL;
+	c->owed_out = false;
+	if (res < 0 && res >= -4095 && ktls_retryable((int)-res))
+		return 0;	/* still owed: ktls_conn_owed returns it again */
+	e = c->owed[0];
+	c->owed_n--;
+	memmove(c->owed, c->owed + 1, c->owed_n * sizeof(c->owed[0]));
+	if (res != e.len)	/* a control record goes whole or not at all */
+		return owed_failed(c, &e, res < 0 && res >= -4095 ? (int)-res : EIO);
+	c->tx.st.records++;
+	if (e.type == KTLS_CT_ALERT) {
+		/* a fatal alert or close_notify: the last record */
+		ktls_conn_end(c, e.rec[0] == ALERT_LEVEL_FATAL);
+		return 1;
+	}
+	nku = ktls_hs_count_keyupdates(e.rec, e.len, NULL);
+	if (nku <= 0)
+		return 0;
+	c->tx.st.keyupdates += (uint64_t)nku;
+	/* the KeyUpdate went out under the old key: now the kernel moves on
+	 * (staged switch, or TLS_TX set again) before the next record */
+	return ktls_tx_after_handshake(c, nku);
 }

@@ -202,6 +202,15 @@ struct ktls_dir {
 				 * (hand-off) before ktls_conn_control walked it */
 };
 
+/* Hand-off with ktls_conn_set_owed: a control record for the application
+ * to send (record.c queues it, handoff.c hands it out). */
+#define KTLS_OWED_SLOTS 4
+struct ktls_owed {
+	uint8_t type;
+	uint8_t len;
+	uint8_t rec[KTLS_OWED_MAX];
+};
+
 enum ktls_linger_end {
 	KTLS_LINGER_NONE = 0,
 	KTLS_LINGER_PEER_FIN,	/* the peer closed: nothing left unread */
@@ -231,6 +240,10 @@ struct ktls_conn {
 	bool closed;		/* close_notify sent */
 	bool ku_owed;		/* hand-off: the reply to update_requested waits for room */
 	uint64_t tickets;	/* NewSessionTickets consumed after a hand-off */
+	bool owe;		/* ktls_conn_set_owed: records are queued, not sent */
+	bool owed_out;		/* owed[0] was handed out: its result is due */
+	unsigned int owed_n;	/* records queued, oldest first */
+	struct ktls_owed owed[KTLS_OWED_SLOTS];
 	int ctrl_level;		/* first byte of the control record being written */
 	int rx_kerr;		/* the kernel's receive path failed with this errno */
 	bool wr_shut;		/* shutdown(SHUT_WR) done: the last record is out */
@@ -293,8 +306,13 @@ bool ktls_delegated(const SSL *ssl);
 /* Hang c off ssl, freed with it (SSL_free); 0 or -ENOMEM. */
 int ktls_delegate_bind(SSL *ssl, struct ktls_conn *c);
 /* record.c: one control record of type on c's kernel TX
- * (TLS_SET_RECORD_TYPE).  Bytes taken, or -errno. */
+ * (TLS_SET_RECORD_TYPE).  Bytes taken, or -errno; with c->owe the record
+ * is queued for the application instead (ktls_conn_owed): 0, or -EAGAIN
+ * when the queue is full.  A fatal alert queued drops the KeyUpdates
+ * still queued before it (not handed out yet): nothing else follows it. */
 ssize_t ktls_send_ctrl(struct ktls_conn *c, int type, const void *buf, size_t len);
+/* Is a record of type (0: any) queued or handed out, not yet reported? */
+bool ktls_owed_has(const struct ktls_conn *c, int type);
 
 /* stage.c: pre-staged keys, both directions. */
 /* Stage generation gen+1 with TLS_TX_NEXT/TLS_RX_NEXT when policy and

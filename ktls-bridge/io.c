@@ -325,6 +325,9 @@ ssize_t ktls_io_write(struct ktls_conn *c, const void *in, size_t inl)
 	ret = ktls_tx_maybe_keyupdate(c);
 	if (ret)
 		return ret;
+	/* records owed to the peer go first, and the application sends them */
+	if (ktls_owed_has(c, 0))
+		return -EAGAIN;
 	n = send(c->fd, in, inl, MSG_NOSIGNAL);
 	if (n < 0)
 		return -errno;

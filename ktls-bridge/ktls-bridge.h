@@ -37,8 +37,8 @@ extern "C" {
  *  - ktls_keyblock and ktls_nic are fixed: the kernel's layout, and an
  *    array's element. */
 #define KTLS_BRIDGE_VERSION_MAJOR 0
-#define KTLS_BRIDGE_VERSION_MINOR 4
-#define KTLS_BRIDGE_VERSION_STR "0.4.0"
+#define KTLS_BRIDGE_VERSION_MINOR 5
+#define KTLS_BRIDGE_VERSION_STR "0.5.0"
 
 /* The release of the library running, "MAJOR.MINOR.PATCH" (it may be newer
  * than the header a program was built with).  Never NULL. */
@@ -332,6 +332,30 @@ int ktls_conn_received(SSL *ssl, ssize_t res, int type, const void *rec);
 int ktls_conn_keyupdate(SSL *ssl, int requested);
 /* Send close_notify through the kernel and shut the socket for writing. */
 int ktls_conn_shutdown(SSL *ssl);
+
+/* Control records the application sends itself (an event loop that owns
+ * every write, e.g. io_uring SENDMSG with a TLS_SET_RECORD_TYPE cmsg).
+ * After ktls_conn_set_owed(ssl, 1) the bridge writes no record on the
+ * socket: KeyUpdates (replies, its own, ktls_conn_keyupdate), alerts and
+ * close_notify are queued instead, and the calls that queued them return
+ * as if sent.  Hand-off mode only; -EBUSY turning it off with records
+ * still owed.  The rules of order are in ktls_conn_owed(3). */
+int ktls_conn_set_owed(SSL *ssl, int on);
+/* The largest record ktls_conn_owed returns. */
+#define KTLS_OWED_MAX 16
+/* The next record owed to the peer: its plaintext into buf (cap bytes,
+ * KTLS_OWED_MAX is always enough) and its type (21 alert, 22 handshake)
+ * into *type.  Returns its length, 0 when nothing is owed, -EBUSY when
+ * the record returned before was not reported yet, -ENOSPC cap too
+ * small.  Send it as one record of that type, then report the result. */
+ssize_t ktls_conn_owed(SSL *ssl, void *buf, size_t cap, int *type);
+/* The result of the send of the record ktls_conn_owed returned (bytes, or
+ * -errno as the send or io_uring gave it).  Moves the kernel's transmit
+ * key after a KeyUpdate, shuts the write side after close_notify or a
+ * fatal alert.  0 go on (a retryable error: the same record is owed
+ * again), 1 that was the connection's last record, -errno the send failed
+ * and the connection ended. */
+int ktls_conn_owed_sent(SSL *ssl, ssize_t res);
 
 /* After the bridge ended ssl's connection with a fatal alert on a
  * non-blocking socket (where it never waits), wait before close() until

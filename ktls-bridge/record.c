@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
  * record.c - records as the kernel sees them: a record of a given content
- * type through the kernel's TX (alerts, KeyUpdates, close_notify), and the
- * walk of the handshake messages in a record body.
+ * type through the kernel's TX (alerts, KeyUpdates, close_notify), or
+ * queued for an application that sends them itself (ktls_conn_set_owed),
+ * and the walk of the handshake messages in a record body.
  */
 #include "config.h"
 
@@ -37,6 +38,39 @@ int ktls_hs_count_keyupdates(const uint8_t *p, size_t len, int *requested)
 	return n;
 }
 
+bool ktls_owed_has(const struct ktls_conn *c, int type)
+{
+	for (unsigned int i = 0; i < c->owed_n; i++)
+		if (!type || c->owed[i].type == type)
+			return true;
+	return false;
+}
+
+/* Queue a record for the application (ktls_conn_owed). */
+static ssize_t owe(struct ktls_conn *c, int type, const uint8_t *p, size_t len)
+{
+	struct ktls_owed *e;
+
+	if (len > KTLS_OWED_MAX)
+		return -EMSGSIZE;
+	if (type == KTLS_CT_ALERT && len == 2 && p[0] == ALERT_LEVEL_FATAL) {
+		/* the connection ends: KeyUpdates not handed out yet are moot */
+		unsigned int keep = c->owed_out ? 1 : 0, n = keep;
+
+		for (unsigned int i = keep; i < c->owed_n; i++)
+			if (c->owed[i].type != KTLS_CT_HANDSHAKE)
+				c->owed[n++] = c->owed[i];
+		c->owed_n = n;
+	}
+	if (c->owed_n == KTLS_OWED_SLOTS)
+		return -EAGAIN;
+	e = &c->owed[c->owed_n++];
+	e->type = (uint8_t)type;
+	e->len = (uint8_t)len;
+	memcpy(e->rec, p, len);
+	return 0;
+}
+
 ssize_t ktls_send_ctrl(struct ktls_conn *c, int type, const void *buf, size_t len)
 {
 	union ktls_cmsg_buf cbuf;
@@ -57,6 +91,8 @@ ssize_t ktls_send_ctrl(struct ktls_conn *c, int type, const void *buf, size_t le
 
 		getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &slen);
 	}
+	if (c->owe)
+		return owe(c, type, buf, len);
 	memset(cbuf.b, 0, sizeof(cbuf.b));
 	cm = CMSG_FIRSTHDR(&msg);
 	cm->cmsg_level = SOL_TLS;

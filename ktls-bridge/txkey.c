@@ -152,6 +152,8 @@ static int keyupdate_now(struct ktls_conn *c)
 	struct ktls_dir *d = &c->tx;
 	ssize_t n;
 
+	if (ktls_owed_has(c, KTLS_CT_HANDSHAKE))
+		return 0;	/* a KeyUpdate waits for the application: it resets the count */
 	if (!ktls_probe_basic()->rekey || !d->secret.len) {
 		/* The kernel could not follow a KeyUpdate: RFC 8446 5.5 asks
 		 * for one (SHOULD), but going on beats ending the connection. */
@@ -169,6 +171,8 @@ static int keyupdate_now(struct ktls_conn *c)
 	n = ktls_send_ctrl(c, KTLS_CT_HANDSHAKE, ku, sizeof(ku));
 	if (n < 0)
 		return (int)n;	/* nothing went out: tried again on the next write */
+	if (n == 0)	/* owed: counted and re-keyed when the application sent it */
+		return 0;
 	d->st.records++;
 	d->st.keyupdates++;
 	ktls_trace("fd %d KeyUpdate sent after %llu records", c->fd,

@@ -2,7 +2,9 @@
 hand-off is refused and the ring serves the connections through libssl,
 driven by its poll operations; this checks the ring's event loop, the
 fallback and the byte counts.  The kernel's side (hand-off, RECVMSG,
-SEND, SPLICE, tls_stat) is test_vm_uring.py's."""
+SEND, SPLICE, tls_stat, the control records the ring sends with SENDMSG)
+is test_vm_uring.py's and test_vm_uring_crafted.py's; the bridge's half
+of those records (ktls_conn_owed) is unit/bio-handoff-test's."""
 
 import json
 import subprocess
@@ -62,6 +64,9 @@ def test_ring_echoes_parallel_connections_through_libssl(certs):
     assert len(lines) == n
     for s in lines:
         assert s["ok"] and s["ring"] and not s["handoff"] and s["bytes"] == 512 << 10, s
+        # libssl wrote its own KeyUpdates and close_notify: the ring sends
+        # control records (ktls_conn_owed) on handed-off connections only
+        assert s["ring_ctl"] == {"keyupdates": 0, "alerts": 0}, s
     assert sorted(s["sha256_in"] for s in lines) == sorted(c["sha256_sent"] for c in results)
 
 

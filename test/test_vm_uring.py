@@ -208,6 +208,11 @@ def test_ring_echo_many_connections_with_keyupdates(guest):
     assert delta["TlsRxRekeyReceived"] == sent_kus, nonzero(delta)
     answered = sum(s["status"]["tx"]["keyupdates"] for s in serves)
     assert 1 <= answered <= sent_kus, answered
+    # the ring sent them (ktls_conn_owed), and each connection's
+    # close_notify: the bridge wrote no record itself
+    for s in serves:
+        assert s["ring_ctl"] == {"keyupdates": s["status"]["tx"]["keyupdates"],
+                                 "alerts": 1}, s
     for k in ("TlsTxRekeyError", "TlsRxRekeyError", "TlsDecryptError"):
         assert delta.get(k, 0) == 0, (k, nonzero(delta))
     assert "ring: %d connections, 0 failed" % (CONNS + 1) in guest[("SERR", "echo")][-1], \
@@ -250,6 +255,9 @@ def test_ring_threads_serve_many_connections(guest):
     else:
         assert not any("multishot receive not used" in line for line in guest[("SERR", "thr")])
     assert min(per) > 0, per
+    for s in serves:
+        assert s["ring_ctl"] == {"keyupdates": s["status"]["tx"]["keyupdates"],
+                                 "alerts": 1}, s
     # (a client sends none after its last record: 3 of 8 records)
     assert loads[1]["keyupdates_sent"] == (THREAD_CONNS // 4) * 3, loads[1]
     assert delta["TlsRxRekeyReceived"] == loads[1]["keyupdates_sent"], nonzero(delta)

@@ -116,6 +116,11 @@ VARIANTS="%(variants)s"
 total=$(( $(echo $VARIANTS | wc -w) * %(runs)d ))
 for m in handoff ring multishot; do
     a=--handoff; [ $m = ring ] && a=--uring; [ $m = multishot ] && a="--uring --multishot"
+    # every server under strace, sendmsg only: records of a type (a SOL_TLS
+    # cmsg) of 2 or 5 bytes are alerts and KeyUpdates, which the hand-off
+    # server's bridge sends itself and the rings' bridge does not (the
+    # handshake's tickets, libssl's, are longer)
+    strace -f -qq --seccomp-bpf -e trace=sendmsg -e signal=none -o $m.strace \
     ktls-serve --cert $C --key $K --port 4433 --echo --tls1_3 --json --timeout 30 \
         --max-conns $total $a > $m.srv 2> $m.serr &
     sp=$!
@@ -133,6 +138,7 @@ for m in handoff ring multishot; do
     while kill -0 $sp 2>/dev/null && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
     kill $sp 2>/dev/null && echo "SRVRC $m still-running-killed"
     wait $sp; echo "SRVRC $m $?"
+    echo "STRACE $m {\"sendmsg\":$(grep -c 'sendmsg(' $m.strace),\"sol_tls\":$(grep -c 'SOL_TLS' $m.strace),\"ctl\":$(grep 'SOL_TLS' $m.strace | grep -cE 'iov_len=(2|5)}')}"
     sed "s/^/SRV $m /" $m.srv
     sed "s/^/SERR $m /" $m.serr
     sed "s/^/CERR $m /" $m.cerr
@@ -169,7 +175,7 @@ def guest(request, vm_platform, tmp_path_factory):
     r = run_guest_script(tmp_path_factory.mktemp("uring-crafted"), script, request.param,
                          timeout=400, puts=[(client(), "/root/crafted-client")])
     assert r[0] == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    raw = tagged_lines(r.stdout, json_kinds=("RUN", "SRV"),
+    raw = tagged_lines(r.stdout, json_kinds=("RUN", "SRV", "STRACE"),
                        text_kinds=("SRVRC", "SERR", "CERR", "NOLISTEN"))
     res = {"_raw": raw, "_kernel": request.param}
     for m in MODES:
@@ -234,6 +240,33 @@ def test_both_servers_served_every_run(guest):
     for m in RINGS:
         ring_lines = [s for s in raw[("SERR", m)] if "ring:" in s and "connections" in s]
         assert ring_lines and "%d connections" % (len(ALL) * RUNS) in ring_lines[-1]
+
+
+def test_rings_send_the_control_records(guest):
+    """ktls_conn_set_owed: on ring connections the bridge writes no record
+    itself (strace: no sendmsg of an alert or a KeyUpdate, a record of 2 or
+    5 bytes with a SOL_TLS cmsg, from the ring server, where the hand-off
+    server makes one at least per connection, its close_notify or alert;
+    the handshake's tickets, libssl's, go by sendmsg with the cmsg in both,
+    before the hand-off); the ring sent them by SENDMSG, and its count
+    agrees with the bridge's: every KeyUpdate the status counts, and one
+    last record (close_notify or the fatal alert) per connection."""
+    raw = guest["_raw"]
+    ho = raw[("STRACE", "handoff")][0]
+    print("\n[vm_uring_crafted] strace sendmsg: %s" % {
+        m: raw[("STRACE", m)][0] for m in MODES})
+    assert ho["ctl"] >= len(ALL) * RUNS, ho
+    sent = {m: 0 for m in RINGS}
+    for m in RINGS:
+        st = raw[("STRACE", m)][0]
+        assert st["sol_tls"] > 0 and st["ctl"] == 0, (m, st)
+        for what, runs in guest[m].items():
+            for run, srv in runs:
+                ctl = srv["ring_ctl"]
+                assert ctl["keyupdates"] == srv["status"]["tx"]["keyupdates"], (m, what, srv)
+                assert ctl["alerts"] == 1, (m, what, run, srv)
+                sent[m] += ctl["keyupdates"]
+    assert all(sent.values()), sent     # the requested and ku-every cases
 
 
 def runs_of(guest, m, case, value, upload=False):

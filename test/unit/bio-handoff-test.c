@@ -9,7 +9,9 @@
  * a key (EKEYEXPIRED) that no KeyUpdate explains, in transparent and in
  * hand-off mode; a KeyUpdate handed to the application that explains the
  * pause before the application passes it back.  Records after our
- * close_notify and after the peer's.
+ * close_notify and after the peer's.  Records the application sends
+ * itself (ktls_conn_set_owed): the bridge writes none, hands them out in
+ * order, and moves the key or ends the connection at each report.
  */
 #include <errno.h>
 #include <string.h>
@@ -332,6 +334,177 @@ static void case_split_keyupdate(void)
 	ssl_close(ssl, ctx, a, b);
 }
 
+/* One owed record: ktls_conn_owed must hand out exactly len bytes of
+ * type and nothing more until it is reported. */
+static void owed_is(SSL *ssl, int type, const void *rec, size_t len)
+{
+	uint8_t buf[KTLS_OWED_MAX];
+	int t = -1;
+
+	CHECK_EQ(ktls_conn_owed(ssl, buf, sizeof(buf), &t), (ssize_t)len);
+	CHECK_EQ(t, type);
+	CHECK(!memcmp(buf, rec, len));
+	CHECK_EQ(ktls_conn_owed(ssl, buf, sizeof(buf), &t), -EBUSY);
+}
+
+/* ktls_conn_set_owed: the application sends the control records (an
+ * io_uring SENDMSG); the bridge queues them, writes nothing, and acts on
+ * each report: the TX key moves after a KeyUpdate went out, the write
+ * side shuts after an alert, a failed send ends the connection. */
+static void case_owed_records(void)
+{
+	static const uint8_t kureq[] = { 24, 0, 0, 1, 1 };
+	uint8_t s0[32], small[1];
+	SSL_CTX *ctx;
+	SSL *ssl;
+	int a, b, t;
+	BIO *bio;
+
+	memset(s0, 0x55, sizeof(s0));
+	bio = rx_bridge(&a, &b, s0, false, NULL);
+	ktls_secret_set(&conn(bio)->tx.secret, s0, 32, "SHA256");
+	ssl = handoff_ssl(bio, &ctx);
+	CHECK_EQ(ktls_conn_owed(ssl, small, sizeof(small), &t), -EINVAL);	/* not opted in */
+	CHECK_EQ(ktls_conn_set_owed(ssl, 2), -EINVAL);
+	CHECK_EQ(ktls_conn_set_owed(ssl, 1), 0);
+	CHECK_EQ(ktls_conn_owed(ssl, small, sizeof(small), &t), 0);	/* nothing owed */
+	CHECK_EQ(ktls_conn_owed_sent(ssl, 5), -EINVAL);			/* nothing out */
+	/* the peer asks for an update: the reply is queued, not written */
+	CHECK_EQ(ktls_conn_received(ssl, 5, KTLS_CT_HANDSHAKE, kureq), 0);
+	CHECK_EQ(fake.nctrl, 0);
+	CHECK_EQ(conn(bio)->tx.st.keyupdates, 0);
+	CHECK_EQ(ktls_conn_send(ssl, "x", 1), -EAGAIN);	/* no data before it */
+	CHECK_EQ(ktls_conn_set_owed(ssl, 0), -EBUSY);
+	CHECK_EQ(ktls_conn_owed(ssl, small, sizeof(small), &t), -ENOSPC);
+	owed_is(ssl, KTLS_CT_HANDSHAKE, "\x18\x00\x00\x01\x00", 5);
+	CHECK_EQ(fake.tx_sets[a], 1);			/* the old key until it is out */
+	CHECK_EQ(ktls_conn_owed_sent(ssl, 5), 0);
+	CHECK_EQ(fake.tx_sets[a], 2);			/* TLS_TX set again */
+	CHECK_EQ(conn(bio)->tx.st.keyupdates, 1);
+	CHECK_EQ(conn(bio)->tx.st.rekeys, 1);
+	CHECK_EQ(ktls_conn_owed(ssl, small, sizeof(small), &t), 0);
+	CHECK_EQ(ktls_conn_send(ssl, "x", 1), 1);
+	/* our own, requested, and one more: in order, each after the last's
+	 * report; a retryable failure hands the same record out again */
+	CHECK_EQ(ktls_conn_keyupdate(ssl, 1), 0);
+	CHECK_EQ(ktls_conn_keyupdate(ssl, 0), 0);
+	owed_is(ssl, KTLS_CT_HANDSHAKE, "\x18\x00\x00\x01\x01", 5);
+	CHECK_EQ(ktls_conn_owed_sent(ssl, -EAGAIN), 0);
+	CHECK_EQ(fake.tx_sets[a], 2);
+	owed_is(ssl, KTLS_CT_HANDSHAKE, "\x18\x00\x00\x01\x01", 5);
+	CHECK_EQ(ktls_conn_owed_sent(ssl, 5), 0);
+	CHECK_EQ(fake.tx_sets[a], 3);
+	owed_is(ssl, KTLS_CT_HANDSHAKE, "\x18\x00\x00\x01\x00", 5);
+	/* that one's send fails: the peer may have it or not, the
+	 * connection ends with no alert */
+	CHECK_EQ(ktls_conn_owed_sent(ssl, -EPIPE), -EPIPE);
+	CHECK_EQ(fake.tx_sets[a], 3);
+	CHECK_EQ(conn(bio)->tx.st.reason, KTLS_R_REKEY_FAILED);
+	CHECK(conn(bio)->dead && conn(bio)->wr_shut);
+	CHECK_EQ(ktls_conn_owed(ssl, small, sizeof(small), &t), 0);
+	CHECK_EQ(conn(bio)->tx.st.keyupdates, 2);	/* the failed one is not counted */
+	CHECK_EQ(fake.nctrl, 0);
+	ssl_close(ssl, ctx, a, b);
+
+	/* the kernel's receive error: its alert is owed, and the end (write
+	 * side shut, linger) follows the report; a KeyUpdate not handed out
+	 * yet is dropped before it */
+	bio = rx_bridge(&a, &b, s0, false, NULL);
+	ktls_secret_set(&conn(bio)->tx.secret, s0, 32, "SHA256");
+	ssl = handoff_ssl(bio, &ctx);
+	CHECK_EQ(ktls_conn_set_owed(ssl, 1), 0);
+	CHECK_EQ(ktls_conn_keyupdate(ssl, 0), 0);
+	CHECK_EQ(ktls_conn_received(ssl, -EBADMSG, 0, NULL), -EBADMSG);
+	CHECK(conn(bio)->dead && !conn(bio)->wr_shut);
+	owed_is(ssl, KTLS_CT_ALERT, "\x02\x14", 2);	/* bad_record_mac, alone */
+	CHECK_EQ(ktls_conn_owed_sent(ssl, 2), 1);
+	CHECK(conn(bio)->wr_shut && conn(bio)->lingered);
+	CHECK_EQ(conn(bio)->tx.st.keyupdates, 0);
+	CHECK_EQ(fake.nctrl, 0);
+	ssl_close(ssl, ctx, a, b);
+
+	/* the peer's close_notify: ours is owed, then the write side shuts */
+	bio = rx_bridge(&a, &b, s0, false, NULL);
+	ssl = handoff_ssl(bio, &ctx);
+	CHECK_EQ(ktls_conn_set_owed(ssl, 1), 0);
+	CHECK_EQ(ktls_conn_received(ssl, 2, KTLS_CT_ALERT, "\x01\x00"), 1);
+	CHECK(!conn(bio)->wr_shut);
+	owed_is(ssl, KTLS_CT_ALERT, "\x01\x00", 2);
+	CHECK_EQ(ktls_conn_owed_sent(ssl, 2), 1);
+	CHECK(conn(bio)->wr_shut && !conn(bio)->lingered);
+	CHECK_EQ(ktls_conn_shutdown(ssl), 0);		/* once */
+	CHECK_EQ(ktls_conn_owed(ssl, small, sizeof(small), &t), 0);
+	CHECK_EQ(fake.nctrl, 0);
+	ssl_close(ssl, ctx, a, b);
+}
+
+/* What an application does with ktls_conn_owed: each record through the
+ * kernel (here the fake one) with its type, then its report. */
+static int send_owed(SSL *ssl, int fd)
+{
+	union ktls_cmsg_buf cb;
+	uint8_t rec[KTLS_OWED_MAX];
+	int type, r = 0, sent = 0;
+	ssize_t n;
+
+	while (r == 0 && (n = ktls_conn_owed(ssl, rec, sizeof(rec), &type)) > 0) {
+		struct iovec iov = { .iov_base = rec, .iov_len = (size_t)n };
+		struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1,
+				    .msg_control = cb.b, .msg_controllen = sizeof(cb.b) };
+		struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
+
+		memset(cb.b, 0, sizeof(cb.b));
+		cm->cmsg_level = SOL_TLS;
+		cm->cmsg_type = TLS_SET_RECORD_TYPE;
+		cm->cmsg_len = CMSG_LEN(1);
+		*CMSG_DATA(cm) = (unsigned char)type;
+		n = fake_ops.sendmsg(fd, &m, MSG_NOSIGNAL);
+		r = ktls_conn_owed_sent(ssl, n < 0 ? -errno : n);
+		sent++;
+	}
+	return r < 0 ? r : sent;
+}
+
+/* A kernel with a staged key: the application's KeyUpdate record makes
+ * it switch by itself, and the report only accounts (and stages the
+ * next); the data sent after the report follows the KeyUpdate. */
+static void case_owed_staged(void)
+{
+	static const uint8_t kureq[] = { 24, 0, 0, 1, 1 };
+	uint8_t s0[32], buf[6];
+	SSL_CTX *ctx;
+	SSL *ssl;
+	int a, b;
+	BIO *bio;
+
+	memset(s0, 0x66, sizeof(s0));
+	bio = rx_bridge(&a, &b, s0, true, NULL);
+	ktls_secret_set(&conn(bio)->tx.secret, s0, 32, "SHA256");
+	ssl = handoff_ssl(bio, &ctx);
+	ktls_key_stage(conn(bio), true);
+	CHECK(conn(bio)->tx.staged && fake.staged);
+	CHECK_EQ(ktls_conn_set_owed(ssl, 1), 0);
+	CHECK_EQ(ktls_conn_received(ssl, 5, KTLS_CT_HANDSHAKE, kureq), 0);
+	CHECK_EQ(fake.switches, 0);
+	CHECK_EQ(send_owed(ssl, a), 1);
+	CHECK_EQ(fake.switches, 1);
+	CHECK_EQ(fake.tx_sets[a], 1);			/* not set again */
+	CHECK_EQ(conn(bio)->tx.st.staged_switches, 1);
+	CHECK_EQ(conn(bio)->tx.st.rekeys, 1);
+	CHECK(conn(bio)->tx.staged && fake.staged);	/* the next one */
+	CHECK_EQ(ktls_conn_send(ssl, "x", 1), 1);
+	CHECK_EQ(recv(b, buf, 6, MSG_WAITALL), 6);
+	CHECK(!memcmp(buf, "\x18\x00\x00\x01\x00x", 6));	/* KeyUpdate first */
+	/* our close_notify: the last record */
+	CHECK_EQ(ktls_conn_shutdown(ssl), 0);
+	CHECK(!conn(bio)->wr_shut);
+	CHECK_EQ(send_owed(ssl, a), 1);
+	CHECK(conn(bio)->wr_shut);
+	CHECK_EQ(fake.nctrl, 2);
+	CHECK(!memcmp(fake.ctrl_data[1], "\x01\x00", 2));
+	ssl_close(ssl, ctx, a, b);
+}
+
 int main(void)
 {
 	RUN(case_handoff_owed_keyupdate);
@@ -340,6 +513,8 @@ int main(void)
 	RUN(case_split_keyupdate);
 	RUN(case_records_after_close_notify);
 	RUN(case_no_alert_after_close_notify);
+	RUN(case_owed_records);
+	RUN(case_owed_staged);
 	ktls_sys_set(NULL);
 	return ktest_done("bio-handoff-test");
 }
