@@ -44,8 +44,6 @@ static void print_json(const struct ktls_caps *c)
 	       err_name(c->rekey_err));
 	printf("\"prestage\":%s,\"prestage_reason\":\"%s\",", c->prestage ? "true" : "false",
 	       err_name(c->prestage_err));
-	printf("\"keyblock\":%s,\"keyblock_reason\":\"%s\",", c->keyblock ? "true" : "false",
-	       err_name(c->keyblock_err));
 	printf("\"zerocopy_sendfile\":%s,\"rx_expect_no_pad\":%s,",
 	       c->zerocopy_tx ? "true" : "false", c->rx_no_pad ? "true" : "false");
 	printf("\"nics\":[");
@@ -76,8 +74,6 @@ static void print_table(const struct ktls_caps *c)
 	printf("\nTLS 1.3 re-key (KeyUpdate):   %s\n", c->rekey ? "yes" : err_name(c->rekey_err));
 	printf("pre-staged next keys:         %s\n",
 	       c->prestage ? "yes" : err_name(c->prestage_err));
-	printf("generic keyblock install:     %s\n",
-	       c->keyblock ? "yes" : err_name(c->keyblock_err));
 	printf("zero-copy sendfile:           %s\n",
 	       c->zerocopy_tx ? "yes" : err_name(c->zerocopy_err));
 	printf("rx expect no padding:         %s\n",

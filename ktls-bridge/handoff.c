@@ -70,13 +70,12 @@ static int install_rx13(struct ktls_conn *c)
 		ktls_dir_note(d, r, err, "TLS_RX (hand-off)");
 		return -EOPNOTSUPP;
 	}
-	ret = ktls_install(c->fd, &c->ulp, &kb, false, ktls_probe_basic()->keyblock);
+	ret = ktls_install(c->fd, &c->ulp, &kb, false);
 	ktls_keyblock_wipe(&kb);
 	if (ret)
 		return ret;
 	d->st.mode = KTLS_MODE_KERNEL_SW;
-	ktls_dir_note(d, KTLS_R_NONE, 0, ktls_probe_basic()->keyblock ?
-		      "TLS_KEYBLOCK installed (RX, hand-off)" : "TLS_RX installed (hand-off)");
+	ktls_dir_note(d, KTLS_R_NONE, 0, "TLS_RX installed (hand-off)");
 	d->rec_left = d->hdr_have = 0;
 	d->st.records = d->st.bytes = 0;
 	ktls_rx_installed(c);

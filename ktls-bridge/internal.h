@@ -93,17 +93,11 @@ static inline bool ktls_retryable(int e)
 void ktls_trace(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Install one direction's keys on fd: attaches the ULP if needed, then
- * TLS_KEYBLOCK when keyblock (the probe found it: ktls_caps.keyblock),
- * else TLS_TX/TLS_RX.  Wipes its own copy of the key struct. */
-int ktls_install(int fd, bool *ulp_attached, const struct ktls_keyblock *kb, bool tx,
-		 bool keyblock);
+ * TLS_TX/TLS_RX.  Wipes its own copy of the key struct. */
+int ktls_install(int fd, bool *ulp_attached, const struct ktls_keyblock *kb, bool tx);
 /* Same as ktls_install on an already-attached socket, for a re-key or
  * (opt = TLS_TX_NEXT/TLS_RX_NEXT) a pre-stage. */
 int ktls_install_opt(int fd, int opt, const struct ktls_keyblock *kb);
-/* Both directions (either may be NULL: that one is left alone) in one
- * TLS_KEYBLOCK call, all or nothing (our kernel series); the errors of
- * TLS_TX/TLS_RX.  Wipes its copy of the keys.  0 or -errno. */
-int ktls_install_keyblock(int fd, const struct ktls_keyblock *tx, const struct ktls_keyblock *rx);
 
 /* sock_diag: TLS_CONF_* of each direction of fd (0 when not set). */
 int ktls_diag_conf(int fd, int *txconf, int *rxconf);

@@ -159,7 +159,7 @@ static long set_ktls(struct ktls_conn *c, const void *info, bool tx)
 			   ktls_reason_str(r), ktls_errno_name(err));
 		goto out;
 	}
-	ret = ktls_install(c->fd, &c->ulp, &kb, tx, ktls_probe_basic()->keyblock);
+	ret = ktls_install(c->fd, &c->ulp, &kb, tx);
 	if (ret) {
 		/* ENOENT from TLS_TX/TLS_RX: no crypto implementation (module) */
 		refuse(d, !c->ulp ? KTLS_R_ULP_UNAVAILABLE :
@@ -173,12 +173,7 @@ static long set_ktls(struct ktls_conn *c, const void *info, bool tx)
 	d->st.mode = nic_offload_possible(tx) ? kernel_mode(c->fd, tx) : KTLS_MODE_KERNEL_SW;
 	d->st.reason = KTLS_R_NONE;
 	d->st.err = 0;
-	/* which call installed it: the per-direction one, or the keyblock */
-	if (ktls_probe_basic()->keyblock)
-		snprintf(d->st.detail, sizeof(d->st.detail), "TLS_KEYBLOCK installed (%s)",
-			 tx ? "TX" : "RX");
-	else
-		snprintf(d->st.detail, sizeof(d->st.detail), "%s installed", what);
+	snprintf(d->st.detail, sizeof(d->st.detail), "%s installed", what);
 	d->rec_left = d->hdr_have = 0;
 	ktls_trace("fd %d %s offloaded: %s TLS %s", c->fd, what, kb.cipher->name,
 		   kb.version == KTLS_TLS13 ? "1.3" : "1.2");

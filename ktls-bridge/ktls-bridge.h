@@ -147,8 +147,6 @@ struct ktls_caps {
 	size_t n_nics;
 	struct ktls_nic nics[KTLS_PROBE_MAX_NICS];
 	uint64_t probe_ns;	/* wall time of the probe that made this */
-	bool keyblock;		/* TLS_KEYBLOCK (our kernel series) answers */
-	int keyblock_err;
 };
 
 /* Cached, thread-safe probe.  Never NULL. */

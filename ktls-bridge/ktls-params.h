@@ -31,7 +31,6 @@
 #define KTLS_PARAM_CAP_ULP_REASON     "ktls-cap-ulp-reason"     /* utf8 errno name or "ok" */
 #define KTLS_PARAM_CAP_REKEY          "ktls-cap-rekey"          /* int 0/1 */
 #define KTLS_PARAM_CAP_PRESTAGE       "ktls-cap-prestage"       /* int 0/1 */
-#define KTLS_PARAM_CAP_KEYBLOCK       "ktls-cap-keyblock"       /* int 0/1 */
 #define KTLS_PARAM_CAP_CIPHERS_TX12   "ktls-cap-ciphers-tx12"   /* utf8 list of accepted */
 #define KTLS_PARAM_CAP_CIPHERS_RX12   "ktls-cap-ciphers-rx12"
 #define KTLS_PARAM_CAP_CIPHERS_TX13   "ktls-cap-ciphers-tx13"

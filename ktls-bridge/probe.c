@@ -191,22 +191,6 @@ out:
 		close(sk);
 }
 
-/* TLS_KEYBLOCK on a socket with the ULP: the kernel answers getsockopt
- * (nothing installed, or what is, never key bytes) when it has the
- * option; stock kernels say ENOPROTOOPT.  0 or a positive errno. */
-static int probe_keyblock(int fd)
-{
-	struct tls_keyblock kb;
-	socklen_t len = sizeof(kb);
-
-	memset(&kb, 0, sizeof(kb));
-	if (ktls_sys->getsockopt(fd, SOL_TLS, TLS_KEYBLOCK, &kb, &len) < 0)
-		return errno;
-	if (len != sizeof(kb) || kb.struct_version != TLS_KEYBLOCK_VERSION_1)
-		return EPROTO;	/* another layout than the one built in */
-	return 0;
-}
-
 /*
  * full: every cipher x version x direction, zerocopy and no-pad.
  * !full: what the bridge needs before a hand-off - the ULP, and TLS 1.3
@@ -295,8 +279,6 @@ static void probe_run(struct ktls_caps *caps, bool full)
 		caps->zerocopy_err = set_int(sock12, TLS_TX_ZEROCOPY_RO);
 	else if (!full && caps->ulp)
 		caps->zerocopy_err = EAGAIN;
-	caps->keyblock_err = caps->ulp && fd >= 0 ? probe_keyblock(fd) : caps->rekey_err;
-	caps->keyblock = !caps->keyblock_err;
 	caps->rekey = !caps->rekey_err;
 	caps->prestage = !caps->prestage_err;
 	caps->zerocopy_tx = !caps->zerocopy_err;

@@ -77,63 +77,12 @@ int ktls_install_opt(int fd, int opt, const struct ktls_keyblock *kb)
 	return ret;
 }
 
-/* One direction's key, salt and IV appended to out's keyblock. */
-static void keyblock_append(struct tls_keyblock *out, const struct ktls_keyblock *kb)
-{
-	const struct ktls_cipher *c = kb->cipher;
-	unsigned char *p = out->keyblock + out->keyblock_len;
-
-	memcpy(p, kb->key, c->key_size);
-	memcpy(p + c->key_size, kb->salt, c->salt_size);
-	memcpy(p + c->key_size + c->salt_size, kb->iv, c->iv_size);
-	out->keyblock_len += c->key_size + c->salt_size + c->iv_size;
-}
-
-int ktls_install_keyblock(int fd, const struct ktls_keyblock *tx, const struct ktls_keyblock *rx)
-{
-	const struct ktls_keyblock *any = tx ? tx : rx;
-	struct tls_keyblock out;
-	int ret = 0;
-
-	if (!any || !any->cipher ||
-	    (tx && rx && (tx->version != rx->version || tx->cipher != rx->cipher)))
-		return -EINVAL;
-	/* both directions' material fits: checked once against the table */
-	if (2u * (any->cipher->key_size + any->cipher->salt_size + any->cipher->iv_size) >
-	    sizeof(out.keyblock))
-		return -EINVAL;
-	memset(&out, 0, sizeof(out));
-	out.struct_version = TLS_KEYBLOCK_VERSION_1;
-	out.struct_size = sizeof(out);
-	out.version = any->version;
-	out.cipher_type = any->cipher->kernel_id;
-	if (tx) {
-		out.flags |= TLS_KEYBLOCK_TX;
-		memcpy(out.tx_rec_seq, tx->seq, sizeof(out.tx_rec_seq));
-		keyblock_append(&out, tx);
-	}
-	if (rx) {
-		out.flags |= TLS_KEYBLOCK_RX;
-		memcpy(out.rx_rec_seq, rx->seq, sizeof(out.rx_rec_seq));
-		keyblock_append(&out, rx);
-	}
-	if (ktls_sys->setsockopt(fd, SOL_TLS, TLS_KEYBLOCK, &out, sizeof(out)) < 0)
-		ret = -errno;
-	OPENSSL_cleanse(&out, sizeof(out));
-	return ret;
-}
-
-int ktls_install(int fd, bool *ulp_attached, const struct ktls_keyblock *kb, bool tx,
-		 bool keyblock)
+int ktls_install(int fd, bool *ulp_attached, const struct ktls_keyblock *kb, bool tx)
 {
 	if (!*ulp_attached) {
 		if (ktls_sys->setsockopt(fd, IPPROTO_TCP, TCP_ULP, "tls", 3) < 0)
 			return -errno;
 		*ulp_attached = true;
 	}
-	/* the same install and the same errors; one generic call where the
-	 * kernel has it */
-	if (keyblock)
-		return ktls_install_keyblock(fd, tx ? kb : NULL, tx ? NULL : kb);
 	return ktls_install_opt(fd, tx ? TLS_TX : TLS_RX, kb);
 }

@@ -44,7 +44,6 @@ static const OSSL_PARAM gettable[] = {
 	OSSL_PARAM_DEFN(KTLS_PARAM_CAP_ULP_REASON, OSSL_PARAM_UTF8_STRING, NULL, 0),
 	OSSL_PARAM_DEFN(KTLS_PARAM_CAP_REKEY, OSSL_PARAM_INTEGER, NULL, 0),
 	OSSL_PARAM_DEFN(KTLS_PARAM_CAP_PRESTAGE, OSSL_PARAM_INTEGER, NULL, 0),
-	OSSL_PARAM_DEFN(KTLS_PARAM_CAP_KEYBLOCK, OSSL_PARAM_INTEGER, NULL, 0),
 	OSSL_PARAM_DEFN(KTLS_PARAM_CAP_CIPHERS_TX12, OSSL_PARAM_UTF8_STRING, NULL, 0),
 	OSSL_PARAM_DEFN(KTLS_PARAM_CAP_CIPHERS_RX12, OSSL_PARAM_UTF8_STRING, NULL, 0),
 	OSSL_PARAM_DEFN(KTLS_PARAM_CAP_CIPHERS_TX13, OSSL_PARAM_UTF8_STRING, NULL, 0),
@@ -117,11 +116,10 @@ static const struct cap_text *caps_get(struct ktls_provctx *pc)
 	pthread_once(&cap_once, cap_render);
 	if (pc->debug && !__atomic_exchange_n(&pc->probe_logged, 1, __ATOMIC_RELAXED))
 		ktls_prov_trace(pc, "capabilities: kernel %s, tls ULP %s, rekey %s, "
-				"prestage %s, keyblock %s (probe took %.1f us)",
+				"prestage %s (probe took %.1f us)",
 				cap_text.caps->kernel, cap_text.ulp_reason,
 				cap_text.caps->rekey ? "yes" : "no",
 				cap_text.caps->prestage ? "yes" : "no",
-				cap_text.caps->keyblock ? "yes" : "no",
 				(double)cap_text.caps->probe_ns / 1000.0);
 	return &cap_text;
 }
@@ -196,8 +194,6 @@ static int get_one(struct ktls_provctx *pc, OSSL_PARAM *p)
 		return OSSL_PARAM_set_int(p, t->caps->rekey);
 	if (!strcmp(k, KTLS_PARAM_CAP_PRESTAGE))
 		return OSSL_PARAM_set_int(p, t->caps->prestage);
-	if (!strcmp(k, KTLS_PARAM_CAP_KEYBLOCK))
-		return OSSL_PARAM_set_int(p, t->caps->keyblock);
 	if (!strcmp(k, KTLS_PARAM_CAP_CIPHERS_TX12))
 		return set_str(p, t->ciphers[0][0]);
 	if (!strcmp(k, KTLS_PARAM_CAP_CIPHERS_RX12))

@@ -37,8 +37,7 @@ FIELD_OFFSETS = {
     "ktls_caps": {"kernel": 0, "ulp": 65, "ulp_err": 68, "tx_err": 72, "rx_err": 200,
                   "rekey": 328, "rekey_err": 332, "prestage": 336, "prestage_err": 340,
                   "zerocopy_tx": 344, "zerocopy_err": 348, "rx_no_pad": 352,
-                  "rx_no_pad_err": 356, "n_nics": 360, "nics": 368, "probe_ns": 1136,
-                  "keyblock": 1144, "keyblock_err": 1148},
+                  "rx_no_pad_err": 356, "n_nics": 360, "nics": 368, "probe_ns": 1136},
 }
 
 

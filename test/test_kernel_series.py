@@ -49,14 +49,6 @@ REQUIRED = ("rekey", "rekey_fail", "rekey_poll_pending", "rekey_stage_rx",
 # Tests of the 6.12 series' own TLS_TX re-key (0002), which the 7.x series
 # does not carry (mainline's TLS_TX is used there as it is).
 ONLY_612 = ("rekey_tx_msg_more",)
-# TLS_KEYBLOCK (6.12 series' 0006/0007; not in the 7.x series yet): every
-# test of the tls_keyblock fixture must pass for each cipher the config
-# has, TLS 1.2 and 1.3 (the SM4/ARIA variants are excluded above).
-KEYBLOCK_TESTS = ("both", "tx_only", "rx_only", "getsockopt", "bad_sizes", "bad_version",
-                  "unknown_cipher", "partial_rx_refused", "partial_tx_refused",
-                  "rx_cipher_mismatch")
-KEYBLOCK_VARIANTS = ("12_aes_gcm", "13_aes_gcm", "12_aes_gcm_256", "13_aes_gcm_256",
-                     "12_aes_ccm", "13_aes_ccm", "12_chacha", "13_chacha")
 
 pytestmark = pytest.mark.vm
 
@@ -145,11 +137,6 @@ def run_selftests(vm_run, kdir, flavour):
         for v in ("13_aes_gcm", "13_chacha", "13_aes_ccm", "13_aes_gcm_256"):
             name = "tls.%s.%s" % (v, t)
             assert res.get(name) == "ok", "%s: %s" % (name, res.get(name))
-    if flavour == "patched-6.12":
-        for v in KEYBLOCK_VARIANTS:
-            for t in KEYBLOCK_TESTS:
-                name = "tls_keyblock.%s.%s" % (v, t)
-                assert res.get(name) == "ok", "%s: %s" % (name, res.get(name))
     return res, r
 
 

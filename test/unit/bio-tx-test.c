@@ -42,81 +42,6 @@ static BIO *tx13_bridge(int *a, int *b, const uint8_t *s0, bool prestage,
 	return bio;
 }
 
-/* A kernel with TLS_KEYBLOCK (the probe found it): each offered
- * direction goes in with one TLS_KEYBLOCK call, installing exactly the
- * key TLS_TX/TLS_RX would have (the fake compares the struct it builds),
- * and a refusal is recorded as the per-direction path records it.
- * Without it (fake_reset) the per-direction path runs. */
-static void case_keyblock(void)
-{
-	const char *names[] = { "AES-128-GCM", "CHACHA20-POLY1305", "AES-256-GCM" };
-	uint8_t want[KTLS_MAX_INFO];
-	struct ktls_keyblock kb;
-	size_t i, j;
-	int a, b, n;
-	BIO *bio;
-
-	fake_reset();
-	CHECK(!ktls_probe()->keyblock);
-	CHECK_EQ(ktls_probe()->keyblock_err, ENOPROTOOPT);
-	fake_pair(&a, &b);
-	bio = bridge(a, NULL);
-	CHECK_EQ(offer(bio, "AES-128-GCM", KTLS_TLS12, true), 1);
-	CHECK_EQ(fake.keyblock_sets[a], 0);
-	CHECK_EQ(fake.tx_sets[a], 1);
-	CHECK(!strcmp(conn(bio)->tx.st.detail, "TLS_TX installed"));
-	bridge_close(bio, a, b);
-
-	fake_reset();
-	fake.keyblock_err = 0;
-	fake_probe();
-	CHECK(ktls_probe()->keyblock);
-	CHECK_EQ(ktls_probe()->keyblock_err, 0);
-	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-		for (int tx = 0; tx < 2; tx++) {
-			memset(&kb, 0, sizeof(kb));
-			kb.cipher = ktls_cipher_by_name(names[i]);
-			kb.version = KTLS_TLS12;
-			for (j = 0; j < sizeof(kb.key); j++)
-				kb.key[j] = (uint8_t)(0x10 + j);
-			for (j = 0; j < sizeof(kb.salt); j++)
-				kb.salt[j] = (uint8_t)(0x80 + j);
-			for (j = 0; j < sizeof(kb.iv); j++)
-				kb.iv[j] = (uint8_t)(0xa0 + j);
-			kb.seq[7] = 5;
-			memset(want, 0, sizeof(want));
-			n = ktls_keyblock_to_info(&kb, want, sizeof(want));
-			CHECK(n > 0);
-
-			fake_pair(&a, &b);
-			bio = bridge(a, NULL);
-			CHECK_EQ(offer_kb(bio, &kb, tx), 1);
-			CHECK_EQ(fake.keyblock_sets[a], 1);
-			CHECK_EQ(fake.keyblock_flags, tx ? TLS_KEYBLOCK_TX : TLS_KEYBLOCK_RX);
-			CHECK_EQ(tx ? fake.tx_sets[a] : fake.rx_sets[a], 1);
-			CHECK(!memcmp(tx ? fake.last_tx : fake.last_rx, want, (size_t)n));
-			CHECK_EQ((tx ? conn(bio)->tx : conn(bio)->rx).st.reason, KTLS_R_NONE);
-			CHECK(!strcmp((tx ? conn(bio)->tx : conn(bio)->rx).st.detail,
-				      tx ? "TLS_KEYBLOCK installed (TX)" :
-				      "TLS_KEYBLOCK installed (RX)"));
-			bridge_close(bio, a, b);
-		}
-	}
-
-	/* refused: the reason and errno of the per-direction path */
-	fake.tx_err = ENOENT;
-	fake_pair(&a, &b);
-	bio = bridge(a, NULL);
-	CHECK_EQ(offer(bio, "AES-128-GCM", KTLS_TLS12, true), 0);
-	CHECK_EQ(fake.keyblock_sets[a], 0);
-	CHECK_EQ(fake.tx_sets[a], 0);
-	CHECK_EQ(conn(bio)->tx.st.reason, KTLS_R_CIPHER_UNSUPPORTED);
-	CHECK_EQ(conn(bio)->tx.st.err, ENOENT);
-	CHECK(!strcmp(conn(bio)->tx.st.detail, "TLS_TX: ENOENT"));
-	bridge_close(bio, a, b);
-	fake.tx_err = 0;
-}
-
 static void case_keyupdate(void)
 {
 	static const uint8_t ku[] = { 24, 0, 0, 1, 1 };
@@ -622,7 +547,6 @@ static void case_fatal_alert_ends(void)
 
 int main(void)
 {
-	RUN(case_keyblock);
 	RUN(case_keyupdate);
 	RUN(case_prestage);
 	RUN(case_proactive_keyupdate);

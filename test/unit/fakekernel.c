@@ -28,58 +28,6 @@ static int fail(int err)
 	return -1;
 }
 
-static int fake_setsockopt(int fd, int level, int name, const void *val, socklen_t len);
-
-/* TLS_KEYBLOCK as our kernel series takes it: checked whole, then each
- * direction installed as TLS_TX / TLS_RX would be; all or nothing (a
- * fault set for either direction fails the call before both). */
-static int fake_keyblock(int fd, const void *val, socklen_t len)
-{
-	const struct tls_keyblock *kb = val;
-	const struct ktls_cipher *c;
-	struct ktls_keyblock dir;
-	uint8_t info[KTLS_MAX_INFO];
-	size_t pos = 0, dlen;
-	int d, n;
-
-	if (fake.keyblock_err)
-		return fail(fake.keyblock_err);
-	if (!val || len != sizeof(*kb) || kb->struct_version != TLS_KEYBLOCK_VERSION_1 ||
-	    kb->struct_size != sizeof(*kb) || !kb->flags ||
-	    (kb->flags & ~(TLS_KEYBLOCK_TX | TLS_KEYBLOCK_RX)))
-		return fail(EINVAL);
-	c = ktls_cipher_by_id(kb->cipher_type);
-	if (!c)
-		return fail(EINVAL);
-	dlen = (size_t)c->key_size + c->salt_size + c->iv_size;
-	if (kb->keyblock_len != dlen * ((kb->flags & TLS_KEYBLOCK_TX ? 1 : 0) +
-					(kb->flags & TLS_KEYBLOCK_RX ? 1 : 0)))
-		return fail(EINVAL);
-	if ((kb->flags & TLS_KEYBLOCK_TX) && fake.tx_err)
-		return fail(fake.tx_err);
-	if ((kb->flags & TLS_KEYBLOCK_RX) && fake.rx_err)
-		return fail(fake.rx_err);
-	for (d = 0; d < 2; d++) {
-		if (!(kb->flags & (d ? TLS_KEYBLOCK_RX : TLS_KEYBLOCK_TX)))
-			continue;
-		memset(&dir, 0, sizeof(dir));
-		dir.version = kb->version;
-		dir.cipher = c;
-		memcpy(dir.key, kb->keyblock + pos, c->key_size);
-		memcpy(dir.salt, kb->keyblock + pos + c->key_size, c->salt_size);
-		memcpy(dir.iv, kb->keyblock + pos + c->key_size + c->salt_size, c->iv_size);
-		memcpy(dir.seq, d ? kb->rx_rec_seq : kb->tx_rec_seq, sizeof(dir.seq));
-		pos += dlen;
-		n = ktls_keyblock_to_info(&dir, info, sizeof(info));
-		if (n < 0 || fake_setsockopt(fd, SOL_TLS, d ? TLS_RX : TLS_TX, info,
-					     (socklen_t)n) < 0)
-			return -1;
-	}
-	fake.keyblock_sets[fd]++;
-	fake.keyblock_flags = kb->flags;
-	return 0;
-}
-
 static int fake_setsockopt(int fd, int level, int name, const void *val, socklen_t len)
 {
 	if (level == IPPROTO_TCP && name == TCP_ULP)
@@ -106,8 +54,6 @@ static int fake_setsockopt(int fd, int level, int name, const void *val, socklen
 	case TLS_TX_ZEROCOPY_RO:
 		fake.zc_sets[fd]++;
 		return 0;
-	case TLS_KEYBLOCK:
-		return fake_keyblock(fd, val, len);
 	case TLS_RX_EXPECT_NO_PAD:
 		if (fake.nopad_err)
 			return fail(fake.nopad_err);
@@ -231,19 +177,6 @@ static int fake_getsockopt(int fd, int level, int name, void *val, socklen_t *le
 
 	if (level != SOL_TLS)
 		return getsockopt(fd, level, name, val, len);
-	if (name == TLS_KEYBLOCK) {	/* nothing installed as far as it says */
-		struct tls_keyblock kb = {
-			.struct_version = TLS_KEYBLOCK_VERSION_1, .struct_size = sizeof(kb),
-		};
-
-		if (fake.keyblock_err)
-			return fail(fake.keyblock_err);
-		if (*len < sizeof(kb))
-			return fail(EINVAL);
-		memcpy(val, &kb, sizeof(kb));
-		*len = sizeof(kb);
-		return 0;
-	}
 	if ((name == TLS_TX_NEXT && !fake.staged) || (name == TLS_RX_NEXT && !fake.staged_rx))
 		return fail(ENOENT);
 	if ((name != TLS_TX && name != TLS_RX && name != TLS_TX_NEXT && name != TLS_RX_NEXT) ||
@@ -273,7 +206,6 @@ void fake_probe(void)
 	ktls_probe_refresh();
 	memset(fake.tx_sets, 0, sizeof(fake.tx_sets));
 	memset(fake.rx_sets, 0, sizeof(fake.rx_sets));
-	memset(fake.keyblock_sets, 0, sizeof(fake.keyblock_sets));
 }
 
 void fake_reset(void)
@@ -281,7 +213,6 @@ void fake_reset(void)
 	memset(&fake, 0, sizeof(fake));
 	ktls_linger_ms = 20;	/* our peers never close: do not wait 2 s for them */
 	fake.prestage_err = ENOPROTOOPT;
-	fake.keyblock_err = ENOPROTOOPT;
 	fake.rekey_err = EBUSY;
 	ktls_sys_set(&fake_ops);
 	fake_probe();
@@ -299,7 +230,7 @@ void fake_reset_rekey(bool prestage)
 void fake_pair(int *a, int *b)
 {
 	tcp_pair(a, b);
-	fake.tx_sets[*a] = fake.rx_sets[*a] = fake.keyblock_sets[*a] = 0;
+	fake.tx_sets[*a] = fake.rx_sets[*a] = 0;
 	fake.nopad_sets[*a] = fake.zc_sets[*a] = 0;
 }
 

@@ -37,7 +37,6 @@ struct fake_kernel {
 	int rekey_err;		/* a second TLS_TX or TLS_RX on the same fd */
 	int prestage_err;	/* TLS_TX_NEXT, TLS_RX_NEXT */
 	int nopad_err;		/* TLS_RX_EXPECT_NO_PAD */
-	int keyblock_err;	/* TLS_KEYBLOCK, set and get (fake_reset: ENOPROTOOPT) */
 	int ctrl_err;		/* once: the next sendmsg with a record type */
 	size_t short_ctrl;	/* once: that sendmsg takes only this many bytes */
 	int rec_err;		/* every recvmsg, until cleared */
@@ -46,9 +45,6 @@ struct fake_kernel {
 	int tx_sets[FAKE_MAX_FD], rx_sets[FAKE_MAX_FD];	/* TLS_TX, TLS_RX */
 	int nopad_sets[FAKE_MAX_FD];			/* TLS_RX_EXPECT_NO_PAD */
 	int zc_sets[FAKE_MAX_FD];			/* TLS_TX_ZEROCOPY_RO */
-	int keyblock_sets[FAKE_MAX_FD];	/* TLS_KEYBLOCK calls that installed; each
-					 * direction also counts in tx_sets/rx_sets */
-	uint16_t keyblock_flags;	/* the directions of the last one */
 	uint8_t last_tx[KTLS_MAX_INFO];	/* the TX key in use */
 	uint8_t last_rx[KTLS_MAX_INFO];	/* the RX key in use */
 	uint64_t tx_seq;		/* getsockopt(TLS_TX) reports it as rec_seq */
@@ -86,8 +82,8 @@ extern const struct ktls_sys_ops fake_ops;
 
 /*
  * Forget everything and install the seam: a kernel with kTLS that does
- * not re-key (rekey_err EBUSY), pre-stage (prestage_err ENOPROTOOPT) or
- * take a generic keyblock (keyblock_err ENOPROTOOPT), probed (fake_probe).  Also makes the bridge's linger short: the tests'
+ * not re-key (rekey_err EBUSY) or pre-stage (prestage_err ENOPROTOOPT),
+ * probed (fake_probe).  Also makes the bridge's linger short: the tests'
  * peers never close.
  */
 void fake_reset(void);
