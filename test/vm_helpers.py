@@ -28,13 +28,23 @@ REKEY_KERNELS = ["patched-6.12", "debian-7"] + \
 STAGED_KERNELS = {"patched-6.12", "patched-7"}
 
 
+def staged_switches(delta, way, staged):
+    """Tls{Tx,Rx}StagedSwitch (way "tx" or "rx") in a tls_stat delta; where
+    the kernel has no staged keys the counter must not exist: 0."""
+    name = "Tls%sStagedSwitch" % way.capitalize()
+    if staged:
+        return delta[name]
+    assert name not in delta, delta
+    return 0
+
+
 def kernel_tx_rekeys(delta, staged):
     """How often tls_stat says a kernel moved a TX key in a delta: staged
     switches where the kernel stages keys, TLS_TX set again (TlsTxRekeyOk)
     where it does not -- there the staged counter must not exist."""
     if staged:
-        return delta.get("TlsTxStagedSwitch", 0)
-    assert "TlsTxStagedSwitch" not in delta, delta
+        return staged_switches(delta, "tx", True)
+    staged_switches(delta, "tx", False)
     return delta.get("TlsTxRekeyOk", 0)
 
 # Shell functions for guest scripts (dash).  Output is cut into sections by

@@ -200,7 +200,7 @@ def boot_once(opts, flavour, kernel, initrd, append, forwards, run_dir, t_start,
 
     if (t_cmd is None and rc is None and not failure and not kvm
             and retries < BOOT_RETRIES and TCG_STALE_INT3.search(console)):
-        oops = [l for l in console.splitlines() if "Oops: int3" in l or "RIP:" in l]
+        oops = [l for l in console.splitlines() if TCG_STALE_INT3.search(l) or "RIP:" in l]
         log("the guest kernel died while booting, before the command started: %s "
             "(qemu TCG's stale-int3 race, see ktlsvm/qemu.py); booting again (%d of %d)"
             % (" / ".join(l.strip() for l in oops[:2]), retries + 1, BOOT_RETRIES))
